@@ -1,0 +1,156 @@
+"""The ``notevault`` command: parses arguments, calls the library, maps outcomes to exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UsageError
+from .report import FORMATS, ProgressDisplay, render
+from .results import Report
+
+
+def _common(parser: argparse.ArgumentParser, *, runs: bool) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="notes or folders of a vault")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE")
+    if runs:
+        parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default device for blocks")
+        parser.add_argument("--jobs", type=int, metavar="N", help="notes run in parallel (default: cores)")
+        parser.add_argument("--timeout", type=float, metavar="SECONDS", help="default per-block time limit")
+        parser.add_argument("--force", action="store_true", help="ignore cached and stored results")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="notevault", description="Run the code and check the formulas of Obsidian notes; lint the vault.")
+    parser.add_argument("--version", action="version", version=f"notevault {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run tagged blocks and formula checks, write result callouts")
+    _common(run, runs=True)
+    check = commands.add_parser("check", help="CI: run everything and lint, write nothing")
+    _common(check, runs=True)
+    check.add_argument("--frozen", action="store_true", help="run nothing: verify the stored results are current")
+    check.add_argument("--strict", action="store_true", help="lint warnings fail too")
+    watch = commands.add_parser("watch", help="re-run a note's changed blocks each time it is saved")
+    watch.add_argument("path", type=Path, metavar="PATH")
+    watch.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    watch.add_argument("--jobs", type=int, metavar="N")
+    watch.add_argument("--timeout", type=float, metavar="SECONDS")
+    watch.add_argument("--debounce", type=float, default=0.2, metavar="SECONDS",
+                       help="wait this long after the last save before running (default: 0.2)")
+    lint = commands.add_parser("lint", help="static checks only: template sections, links, tags")
+    _common(lint, runs=False)
+    lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    clean = commands.add_parser("clean", help="remove result callouts and their figure files")
+    clean.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    tangle = commands.add_parser("tangle", help="export tagged blocks as runnable '# %%%%' scripts")
+    tangle.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    tangle.add_argument("--out", type=Path, metavar="DIR", help="folder for the scripts (default: next to notes)")
+    formulas = commands.add_parser("formulas", help="list display formulas and what a check must bind")
+    formulas.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    formulas.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def _report_and_exit_status(report: Report, args: argparse.Namespace, *, strict: bool = False) -> int:
+    _emit(render(report, args.format), args.output)
+    return 1 if report.failed(strict=strict) else 0
+
+
+def _run(args: argparse.Namespace, *, write: bool) -> int:
+    from .engine import RunOptions, execute
+    from .vault import Vault
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    vault = Vault.discover(args.paths[0])
+    frozen = getattr(args, "frozen", False)
+    options = RunOptions(device=args.device, jobs=args.jobs, timeout=args.timeout, force=args.force,
+                         write=write, lint=not write, frozen=frozen)
+    notes = vault.notes(args.paths)
+    with ProgressDisplay(len(notes), enabled=args.format == "text" or args.output is not None) as progress:
+        report = execute(vault, args.paths, options, on_note=progress.note_done)
+    return _report_and_exit_status(report, args, strict=getattr(args, "strict", False))
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from .lint import lint_paths
+    from .vault import Vault
+
+    report = lint_paths(Vault.discover(args.paths[0]), args.paths)
+    return _report_and_exit_status(report, args, strict=args.strict)
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from .vault import Vault
+    from .writer import clean_notes
+
+    for line in clean_notes(Vault.discover(args.paths[0]), args.paths):
+        print(line)
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .engine import RunOptions
+    from .vault import Vault
+    from .watch import watch
+
+    vault = Vault.discover(args.path)
+    options = RunOptions(device=args.device, jobs=args.jobs, timeout=args.timeout)
+    watch(vault, args.path, options, debounce=args.debounce)
+    return 0
+
+
+def _tangle(args: argparse.Namespace) -> int:
+    from .tangle import tangle_notes
+    from .vault import Vault
+
+    for path in tangle_notes(Vault.discover(args.paths[0]), args.paths, args.out):
+        print(path)
+    return 0
+
+
+def _formulas(args: argparse.Namespace) -> int:
+    from .formula import list_formulas
+    from .vault import Vault
+
+    sys.stdout.write(list_formulas(Vault.discover(args.paths[0]), args.paths, args.format))
+    return 0
+
+
+COMMANDS = {
+    "run": lambda args: _run(args, write=True),
+    "check": lambda args: _run(args, write=False),
+    "watch": _watch,
+    "lint": _lint,
+    "clean": _clean,
+    "tangle": _tangle,
+    "formulas": _formulas,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"notevault: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("notevault: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Static checks: unfilled template sections, broken links and embeds, bad fence tags (SPEC §5)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+import os
+import time
+from pathlib import Path
+
+from .config import note_settings
+from .errors import NoteError
+from .findings import Finding
+from .results import NoteReport, Report
+from .note import Note
+from .tags import FORMULA_REF
+from .vault import Vault
+
+RULE_LINE = re.compile(r"^(?:-{3,}|\*{3,}|_{3,})$")
+# "* 背景：" or "- Key Definition 1:" — a label waiting for text after its colon.
+FIELD_LABEL = re.compile(r"^[*+-][ \t]+(?P<label>[^：:]+?)[ \t]*[：:][ \t]*(?P<rest>.*)$")
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+@dataclass(frozen=True)
+class TemplateSection:
+    title: str
+    lines: frozenset[str]  # the template's own text in this section, stripped
+    labels: frozenset[str]  # field labels ("背景")
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    sections: tuple[TemplateSection, ...]
+
+    @classmethod
+    def from_note(cls, note: Note) -> Template:
+        headings = list(note.headings)
+        if sum(1 for h in headings if h.level == 1) == 1 and headings and headings[0].level == 1:
+            headings = headings[1:]  # a lone H1 is the template's title, not a section to fill
+        sections = []
+        for heading in headings:
+            body = [note.line_text(n + 1).strip() for n in range(heading.span.start + 1, heading.span.end)]
+            labels = {m["label"].strip() for line in body if (m := FIELD_LABEL.match(line))}
+            sections.append(TemplateSection(heading.title, frozenset(line for line in body if line), frozenset(labels)))
+        return cls(note.path.stem, tuple(sections))
+
+
+def _normal(title: str) -> str:
+    return " ".join(title.split())
+
+
+def match_template(note: Note, templates: list[Template]) -> Template | None:
+    """The template whose section headings the note shares most (at least half of them, and two)."""
+    titles = {_normal(h.title) for h in note.headings}
+    best, best_share = None, 0.0
+    for template in templates:
+        if not template.sections:
+            continue
+        shared = sum(1 for s in template.sections if _normal(s.title) in titles)
+        share = shared / len(template.sections)
+        if shared >= 2 and share >= 0.5 and share > best_share:
+            best, best_share = template, share
+    return best
+
+
+def template_findings(note: Note, template: Template) -> list[Finding]:
+    """Unfilled, missing sections and empty fields of a note made from ``template``."""
+    findings = []
+    by_title = {}
+    for heading in note.headings:
+        by_title.setdefault(_normal(heading.title), heading)
+    for section in template.sections:
+        heading = by_title.get(_normal(section.title))
+        if heading is None:
+            findings.append(
+                Finding("missing-section", "warning", 1, 1, f"template section '{section.title}' is missing")
+            )
+            continue
+        filled, empty_fields = False, []
+        for n in range(heading.span.start + 1, heading.span.end):
+            line = note.line_text(n + 1).strip()
+            if not line or RULE_LINE.match(line):
+                continue
+            label = FIELD_LABEL.match(line)
+            if label and label["label"].strip() in section.labels and not label["rest"].strip():
+                empty_fields.append((n + 1, label["label"].strip()))
+            elif line not in section.lines:
+                filled = True
+        if not filled:
+            findings.append(
+                Finding("unfilled-section", "warning", heading.span.line, 1,
+                        f"section '{section.title}' holds only the template's text")
+            )
+        else:
+            findings.extend(
+                Finding("empty-field", "info", line, 1, f"field '{label}' in '{section.title}' is empty")
+                for line, label in empty_fields
+            )
+    return findings
+
+
+class Linter:
+    """Lints notes of one vault; parses each template and linked note once."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self._templates: list[Template] | None = None
+
+    def templates(self) -> list[Template]:
+        if self._templates is None:
+            self._templates = []
+            for path in self.vault.templates():
+                note = self.vault.note(self.vault.relative(path))
+                if isinstance(note, Note):
+                    self._templates.append(Template.from_note(note))
+        return self._templates
+
+    def lint(self, path: Path) -> list[Finding]:
+        """All findings for one note, with the vault's severities applied, sorted by place."""
+        rel = self.vault.relative(path)
+        note = self.vault.note(rel)
+        if isinstance(note, NoteError):
+            raw = [Finding("unreadable", "error", note.line or 1, 1, note.message)]
+        else:
+            raw = self.findings(note, rel)
+        findings = []
+        for finding in raw:
+            severity = self.vault.config.severity(finding.rule)
+            if severity != "off":
+                findings.append(Finding(finding.rule, severity, finding.line, finding.col, finding.message))
+        return sorted(findings, key=lambda f: (f.line, f.col, f.rule))
+
+    def findings(self, note: Note, rel: str) -> list[Finding]:
+        findings = list(note.problems)
+        _, problems = note_settings(note.front_matter)
+        findings.extend(Finding("front-matter", "error", 1, 1, message) for message in problems)
+        findings.extend(self._tag_findings(note, rel))
+        findings.extend(self._link_findings(note, rel))
+        if not self.vault.is_template(rel):
+            template = match_template(note, self.templates())
+            if template is not None:
+                findings.extend(template_findings(note, template))
+        return findings
+
+    def _tag_findings(self, note: Note, rel: str) -> list[Finding]:
+        findings = []
+        for block in note.blocks:
+            for error in block.tag.errors:
+                findings.append(Finding("bad-tag", "error", block.span.line, 1, f"bad tag on ```{block.info}: {error}"))
+            if block.tag.formula and not self._formula_exists(block.tag.formula, rel):
+                findings.append(
+                    Finding("unknown-formula", "error", block.span.line, 1,
+                            f"formula={block.tag.formula}: no display formula with that ^id")
+                )
+        return findings
+
+    def _formula_exists(self, ref: str, rel: str) -> bool:
+        match = FORMULA_REF.match(ref)
+        target_rel = rel
+        if match and match["note"]:
+            target_rel = self.vault.resolve(match["note"], rel, wiki=True)
+            if target_rel is None:
+                return False
+        target = self.vault.note(target_rel)
+        return isinstance(target, Note) and any(m.block_id == match["id"] for m in target.maths)
+
+    def _link_findings(self, note: Note, rel: str) -> list[Finding]:
+        findings = []
+        for link in note.links:
+            if link.is_remote:
+                if link.kind != "link":
+                    findings.append(Finding("remote-link", "info", link.line, link.col,
+                                            f"remote image not checked: {link.target}"))
+                continue
+            if SCHEME.match(link.target) or (link.kind == "link" and not link.target):
+                continue
+            wiki = link.kind in ("wikilink", "embed")
+            found = self.vault.resolve(link.target, rel, wiki=wiki)
+            if found is None:
+                message = f"broken {_describe(link.kind)}: '{link.target}' not found"
+                suggestion = self.vault.suggest(link.target, rel)
+                if suggestion:
+                    message += f"; did you mean '{suggestion}'?"
+                findings.append(Finding("broken-link", "error", link.line, link.col, message))
+            elif link.fragment and found.endswith(".md"):
+                problem = self._fragment_problem(found, link.fragment)
+                if problem:
+                    findings.append(Finding("broken-link", "error", link.line, link.col, problem))
+        return findings
+
+    def _fragment_problem(self, target_rel: str, fragment: str) -> str | None:
+        target = self.vault.note(target_rel)
+        if not isinstance(target, Note):
+            return None
+        if fragment.startswith("^"):
+            if fragment[1:] not in target.block_ids:
+                return f"broken block link: no ^{fragment[1:]} in '{target_rel}'"
+            return None
+        wanted = _normal(fragment.split("#")[-1])
+        if not any(_normal(h.title) == wanted for h in target.headings):
+            return f"broken heading link: no heading '{wanted}' in '{target_rel}'"
+        return None
+
+
+def _describe(kind: str) -> str:
+    return {"image": "image", "html-img": "<img>", "embed": "embed", "wikilink": "link", "link": "link"}[kind]
+
+
+
+def lint_paths(vault: Vault, paths: list[Path]) -> Report:
+    """``notevault lint``: findings for every note under ``paths``."""
+    started = time.perf_counter()
+    linter = Linter(vault)
+    notes = [NoteReport(os.path.relpath(path), lint=linter.lint(path)) for path in vault.notes(paths)]
+    return Report(notes, time.perf_counter() - started)

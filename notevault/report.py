@@ -1,0 +1,182 @@
+"""Reports in the formats a user or a CI system reads: text, json (SPEC §7), junit, github annotations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO
+from xml.etree import ElementTree as ET
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .results import BlockResult, NoteReport, Report
+
+FORMATS = ("text", "json", "junit", "github")
+
+
+def block_json(block: BlockResult) -> dict:
+    formula = None
+    if block.formula is not None:
+        formula = {"id": block.formula.id, "max_abs_err": block.formula.max_abs_err,
+                   "max_rel_err": block.formula.max_rel_err}
+    return {"id": block.id, "line": block.line, "kind": block.kind, "status": block.status,
+            "cached": block.cached, "device": block.device, "seconds": round(block.seconds, 4),
+            "error": block.error, "formula": formula}
+
+
+def to_json(report: Report) -> str:
+    data = {
+        "version": 1,
+        "summary": report.summary(),
+        "notes": [
+            {
+                "path": note.path,
+                "blocks": [block_json(b) for b in note.blocks],
+                "lint": [{"rule": f.rule, "severity": f.severity, "line": f.line, "col": f.col,
+                          "message": f.message} for f in note.lint],
+            }
+            for note in report.notes
+        ],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def to_junit(report: Report) -> str:
+    suites = ET.Element("testsuites", name="notevault", tests="0", failures="0", skipped="0",
+                        time=f"{report.seconds:.3f}")
+    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    for note in report.notes:
+        suite = ET.SubElement(suites, "testsuite", name=note.path)
+        counts = {"tests": 0, "failures": 0, "skipped": 0}
+        for block in note.blocks:
+            case = ET.SubElement(suite, "testcase", classname=note.path, name=f"{block.id} (line {block.line})",
+                                 time=f"{block.seconds:.3f}", file=note.path, line=str(block.line))
+            counts["tests"] += 1
+            if block.status in ("failed", "stale"):
+                counts["failures"] += 1
+                failure = ET.SubElement(case, "failure", message=block.error or block.status, type=block.status)
+                failure.text = block.traceback or block.error or ""
+            elif block.status == "skipped":
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=block.error or "skipped")
+        for finding in note.lint:
+            case = ET.SubElement(suite, "testcase", classname=f"{note.path} lint",
+                                 name=f"{finding.rule} (line {finding.line}:{finding.col})",
+                                 time="0", file=note.path, line=str(finding.line))
+            counts["tests"] += 1
+            if finding.severity == "error":
+                counts["failures"] += 1
+                ET.SubElement(case, "failure", message=finding.message, type=finding.rule)
+            elif finding.severity == "warning":
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=finding.message)
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+        suite.set("errors", "0")
+    for key, value in totals.items():
+        suites.set(key, str(value))
+    suites.set("errors", "0")
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def to_github(report: Report) -> str:
+    lines = []
+    level = {"error": "error", "warning": "warning", "info": "notice"}
+    for note in report.notes:
+        for block in note.blocks:
+            if block.status in ("failed", "stale"):
+                title = _escape_property(f"notevault: block {block.id} {block.status}")
+                lines.append(f"::error file={_escape_property(note.path)},line={block.line},title={title}::"
+                             + _escape_data(block.error or block.status))
+        for finding in note.lint:
+            title = _escape_property(f"notevault {finding.rule}")
+            lines.append(f"::{level[finding.severity]} file={_escape_property(note.path)},line={finding.line},"
+                         f"col={finding.col},title={title}::{_escape_data(finding.message)}")
+    lines.append(_summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+def _summary_line(report: Report) -> str:
+    s = report.summary()
+    parts = []
+    if s["blocks"] or s["stale"]:
+        parts.append(f"{s['blocks']} blocks: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped"
+                     + (f", {s['stale']} stale" if s["stale"] else "") + f" ({s['cached']} cached)")
+    lint_info = report.lint_count("info")
+    parts.append(f"lint: {s['lint_errors']} errors, {s['lint_warnings']} warnings, {lint_info} info")
+    return f"{s['notes']} notes · " + " · ".join(parts) + f" · {s['seconds']:.2f} s"
+
+
+def _block_line(path: str, block: BlockResult) -> str | None:
+    where = f"{path}:{block.line}:1"
+    if block.status == "failed":
+        return f"{where}: error: block {block.id} failed: {block.error}"
+    if block.status == "stale":
+        return f"{where}: error: block {block.id} stale: {block.error}"
+    if block.status == "skipped":
+        return f"{where}: warning: block {block.id} skipped: {block.error}"
+    return None
+
+
+def to_text(report: Report) -> str:
+    lines = []
+    for note in report.notes:
+        entries = [(b.line, 1, _block_line(note.path, b)) for b in note.blocks]
+        entries += [(f.line, f.col, f.format(note.path)) for f in note.lint]
+        lines.extend(text for _, _, text in sorted(entries, key=lambda e: (e[0], e[1])) if text)
+        lines.extend(f"{note.path}: warning: {w}" for w in note.warnings)
+    lines.append(_summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"text": to_text, "json": to_json, "junit": to_junit, "github": to_github}
+
+
+def render(report: Report, fmt: str) -> str:
+    return RENDERERS[fmt](report)
+
+
+class ProgressDisplay:
+    """A progress bar on a terminal; one plain line per note otherwise (CI logs stay readable)."""
+
+    def __init__(self, total: int, *, stream: IO[str] | None = None, enabled: bool = True) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.failures = 0
+        self.console = Console(file=self.stream)
+        self.bar: Progress | None = None
+        if enabled and self.console.is_terminal:
+            self.bar = Progress(TextColumn("[bold]notevault"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                console=self.console, transient=True)
+            self.task = self.bar.add_task("notes", total=total, status="")
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def note_done(self, note: NoteReport) -> None:
+        failed = sum(1 for b in note.blocks if b.status == "failed")
+        self.failures += failed
+        if self.bar:
+            self.bar.update(self.task, advance=1, status=f"{self.failures} failed")
+        elif self.enabled and note.blocks:
+            cached = sum(1 for b in note.blocks if b.cached)
+            self.stream.write(f"{note.path}: {len(note.blocks)} blocks, {failed} failed, {cached} cached\n")
+            self.stream.flush()

@@ -1,0 +1,98 @@
+"""What a run produces: one BlockResult per tagged block, gathered per note into a Report.
+
+Plain data, so the worker can send it, the cache can store it, and the writer and reporter can read it.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass, field, replace
+
+from .findings import Finding
+
+STATUSES = ("passed", "failed", "skipped", "stale")
+
+
+@dataclass(frozen=True)
+class FormulaResult:
+    id: str | None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    shapes: tuple[str, str] | None = None  # (computed from the formula, reference)
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    id: str
+    line: int
+    kind: str  # run | check
+    status: str  # passed | failed | skipped | stale
+    hash: str  # what produced it: the block's source hash (see engine.block_hash)
+    cached: bool = False
+    device: str | None = None
+    seconds: float = 0.0
+    error: str | None = None  # one line: why it failed or was skipped
+    output: str = ""  # stdout and stderr, in the order written
+    value: str | None = None  # repr of a last bare expression
+    traceback: str | None = None
+    figures: tuple[bytes, ...] = ()  # PNG files
+    formula: FormulaResult | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["figures"] = [base64.b64encode(png).decode("ascii") for png in self.figures]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> BlockResult:
+        data = dict(data)
+        data["figures"] = tuple(base64.b64decode(png) for png in data.get("figures", ()))
+        if data.get("formula"):
+            formula = dict(data["formula"])
+            if formula.get("shapes"):
+                formula["shapes"] = tuple(formula["shapes"])
+            data["formula"] = FormulaResult(**formula)
+        return cls(**data)
+
+    def as_cached(self) -> BlockResult:
+        return replace(self, cached=True)
+
+
+@dataclass
+class NoteReport:
+    path: str  # as the user gave it, relative to the current folder
+    blocks: list[BlockResult] = field(default_factory=list)
+    lint: list[Finding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. results dropped because the note changed
+
+
+@dataclass
+class Report:
+    notes: list[NoteReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for n in self.notes for b in n.blocks if b.status == status)
+
+    def lint_count(self, severity: str) -> int:
+        return sum(1 for n in self.notes for f in n.lint if f.severity == severity)
+
+    def summary(self) -> dict:
+        return {
+            "notes": len(self.notes),
+            "blocks": sum(len(n.blocks) for n in self.notes),
+            "passed": self.count("passed"),
+            "failed": self.count("failed"),
+            "skipped": self.count("skipped"),
+            "cached": sum(1 for n in self.notes for b in n.blocks if b.cached),
+            "stale": self.count("stale"),
+            "lint_errors": self.lint_count("error"),
+            "lint_warnings": self.lint_count("warning"),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def failed(self, *, strict: bool = False) -> bool:
+        """Exit status 1? Any failed or stale block, any lint error (or warning with ``strict``)."""
+        if self.count("failed") or self.count("stale") or self.lint_count("error"):
+            return True
+        return strict and self.lint_count("warning") > 0

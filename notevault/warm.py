@@ -1,0 +1,27 @@
+"""Imported once by the worker template (the forkserver) so each forked note starts with torch warm.
+
+FINDINGS: import torch, torch.optim and torch._dynamo before forking (the first optimizer imports dynamo,
+≈1 s), and warm up with ONE thread: a multi-threaded op before fork can deadlock children in libgomp.
+Nothing here may touch CUDA (a forked child could not use it).
+"""
+
+import os
+
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch  # noqa: E402
+import torch._dynamo  # noqa: E402, F401
+import torch.optim  # noqa: E402
+
+try:  # numpy is optional for torch, but notes use it and seeding wants it
+    import numpy  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+torch.set_num_threads(1)
+_x = torch.randn(8, 4, requires_grad=True)
+_opt = torch.optim.Adam([_x], lr=0.1)
+torch.nn.functional.batch_norm(_x, None, None, training=True).sum().backward()
+_opt.step()
+del _x, _opt

@@ -1,0 +1,235 @@
+"""Runs one session's blocks inside a forked worker process, like notebook cells in one namespace.
+
+This module is imported by the CLI process too (for Task and Job), so it must not import torch at the top:
+torch comes from the warm worker template (notevault.warm) that the worker was forked from.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import linecache
+import os
+import random
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+from .results import BlockResult, FormulaResult
+
+MAX_OUTPUT_BYTES = 1 << 20  # a block printing 50 MB must not flood the note or the parent
+MAX_VALUE_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class Task:
+    """One block to execute."""
+
+    id: str
+    line: int  # 1-based line of the opening fence
+    kind: str
+    code: str
+    body_start: int  # 0-based note line of the first code line: code line 1 is note line body_start + 1
+    filename: str  # the note's path as shown in tracebacks
+    hash: str
+    device: str  # cpu | cuda | auto
+    timeout: float
+    seed: int = 0
+    expect: str | None = None
+    replay: bool = False  # only rebuild the namespace: its result is already known
+    formula: str | None = None  # LaTeX to check after the code ran
+    formula_id: str | None = None
+    rtol: float = 1e-5
+    atol: float = 1e-6
+
+
+@dataclass(frozen=True)
+class Job:
+    """One worker process: blocks sharing a namespace (a note, a named session, or one isolated block)."""
+
+    name: str
+    tasks: tuple[Task, ...]
+    cwd: str
+    import_paths: tuple[str, ...] = ()
+    threads: int = 1
+    memory_limit_mb: int | None = None
+    sources: dict[str, dict[int, str]] = field(default_factory=dict)  # filename -> {note line: code line}
+
+
+def run_job(job: Job, conn: Connection) -> None:
+    """Entry point of a forked worker: run each task, sending ("start", i) and ("result", i, BlockResult)."""
+    os.setsid()  # its own process group, so the parent can also kill what a snippet forks
+    _limit_memory(job)
+    _register_sources(job.sources)
+    output = _capture_output()
+    os.chdir(job.cwd)
+    sys.path[:0] = [p for p in job.import_paths if p not in sys.path]
+    import torch
+
+    torch.set_num_threads(job.threads)
+    namespace: dict = {"__name__": "__main__", "torch": torch}
+    for index, task in enumerate(job.tasks):
+        device = _resolve_device(task.device)
+        conn.send(("start", index, device.type if device else None))
+        result = _run_task(task, device, namespace, output)
+        conn.send(("result", index, result))
+    conn.send(("done",))
+    conn.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown: nothing of this process is needed any more
+
+
+def _limit_memory(job: Job) -> None:
+    if job.memory_limit_mb is None or any(t.device != "cpu" for t in job.tasks):
+        return  # CUDA reserves far more address space than it uses: a limit would break it
+    import resource
+
+    limit = job.memory_limit_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _register_sources(sources: dict[str, dict[int, str]]) -> None:
+    """Let tracebacks show the note's own code lines."""
+    for filename, by_line in sources.items():
+        lines = ["\n"] * (max(by_line, default=0))
+        for number, text in by_line.items():
+            lines[number - 1] = text + "\n"
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
+class _Output:
+    """stdout and stderr of this process (Python and C level alike) go to one file, in the order written."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+        self.mark = 0
+
+    def begin(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.mark = os.lseek(self.file.fileno(), 0, os.SEEK_END)
+
+    def read(self) -> str:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        end = os.lseek(self.file.fileno(), 0, os.SEEK_END)
+        size = end - self.mark
+        data = os.pread(self.file.fileno(), min(size, MAX_OUTPUT_BYTES), self.mark)
+        text = data.decode("utf-8", errors="replace")
+        if size > MAX_OUTPUT_BYTES:
+            text += f"\n… output cut: {size:,} bytes in all\n"
+        return text
+
+
+def _capture_output() -> _Output:
+    output = _Output()
+    fd = output.file.fileno()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), encoding="utf-8", write_through=True)
+    sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), encoding="utf-8", write_through=True)
+    return output
+
+
+def _resolve_device(requested: str):
+    import torch
+
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return None if requested == "cuda" else torch.device("cpu")
+
+
+def _seed(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed)
+
+
+def _run_task(task: Task, device, namespace: dict, output: _Output) -> BlockResult:
+    base = BlockResult(id=task.id, line=task.line, kind=task.kind, status="passed", hash=task.hash)
+    if device is None:
+        return BlockResult(**{**base.__dict__, "status": "skipped", "error": "CUDA is not available here"})
+    namespace["device"] = device
+    _seed(task.seed)
+    output.begin()
+    start = time.perf_counter()
+    value, error, trace, formula = None, None, None, None
+    try:
+        value = _execute(task, namespace)
+        if task.formula is not None:
+            formula, error = _check_formula(task, namespace)
+    except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit included
+        error, trace = _describe_exception(exc, task.filename)
+    seconds = time.perf_counter() - start
+    status = "failed" if error else "passed"
+    if task.expect is not None:
+        status, error = _expected(task.expect, error, trace)
+    return BlockResult(
+        id=task.id, line=task.line, kind=task.kind, status=status, hash=task.hash, device=device.type,
+        seconds=seconds, error=error, output=output.read(), value=value, traceback=trace,
+        figures=_take_figures(), formula=formula,
+    )
+
+
+def _execute(task: Task, namespace: dict) -> str | None:
+    """exec the block with note line numbers; return the repr of a last bare expression, as Jupyter shows it."""
+    tree = ast.parse(task.code, filename=task.filename)
+    ast.increment_lineno(tree, task.body_start)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, task.filename, "exec"), namespace)
+    if last is None:
+        return None
+    result = eval(compile(ast.Expression(last.value), task.filename, "eval"), namespace)
+    if result is None:
+        return None
+    text = repr(result)
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + " …"
+
+
+def _check_formula(task: Task, namespace: dict) -> tuple[FormulaResult, str | None]:
+    from .formula import check_formula
+
+    outcome = check_formula(task.formula, namespace, rtol=task.rtol, atol=task.atol)
+    result = FormulaResult(task.formula_id, outcome.max_abs_err, outcome.max_rel_err, outcome.shapes)
+    return result, outcome.error
+
+
+def _describe_exception(exc: BaseException, filename: str) -> tuple[str, str]:
+    """One line for the title, and a traceback that starts at the note's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    lines = traceback.format_exception(type(exc), exc, tb)
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return message.splitlines()[0] if message else type(exc).__name__, "".join(lines).rstrip("\n")
+
+
+def _expected(expect: str, error: str | None, trace: str | None) -> tuple[str, str | None]:
+    if error is None:
+        return "failed", f"expected {expect} to be raised, but the block ran without error"
+    raised = error.split(":", 1)[0]
+    if expect == "error" or raised == expect or raised.endswith("." + expect):
+        return "passed", None
+    return "failed", f"expected {expect}, got {error}"
+
+
+def _take_figures() -> tuple[bytes, ...]:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return ()
+    figures = []
+    for number in pyplot.get_fignums():
+        buffer = io.BytesIO()
+        pyplot.figure(number).savefig(buffer, format="png", dpi=80, metadata={"Software": None})
+        figures.append(buffer.getvalue())
+    pyplot.close("all")
+    return tuple(figures)
