@@ -356,7 +356,7 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
         report.blocks = results
         report.lint = linter.lint(plan.path) if linter else sorted(plan.problems, key=lambda f: (f.line, f.col))
         if options.write and plan.note is not None:
-            to_write = {p.hash: r for p, r in zip(plan.blocks, results) if not p.from_note}
+            to_write = {p.hash: r for p, r in zip(plan.blocks, results, strict=True) if not p.from_note}
             report.warnings += write_back(vault, planner, plan, to_write, layout)
         if on_note:
             on_note(report)
@@ -383,7 +383,7 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
             planner.cache.put(planner.cache_key(task), result)
 
     def job_done(job: Job, results: list[BlockResult]) -> None:
-        for task, result in zip(job.tasks, results):
+        for task, result in zip(job.tasks, results, strict=True):
             if not task.replay:
                 results_by_task[(task.filename, task.hash, task.line)] = result
         for plan in _plans_in(job, plans):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 import os
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import note_settings
 from .errors import NoteError
 from .findings import Finding
-from .results import NoteReport, Report
 from .note import Note
+from .results import NoteReport, Report
 from .tags import FORMULA_REF
 from .vault import Vault
 

@@ -37,6 +37,13 @@ class Tag:
         return " ".join(f"{k}={getattr(self, k)!r}" for k in keys)
 
 
+def _integer(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError("must be an integer") from None
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
@@ -73,7 +80,7 @@ OPTIONS = {
     "id": _matching(NAME, "name (letters, digits, _ . -)"),
     "device": _choice("cpu", "cuda", "auto"),
     "timeout": _positive_float,
-    "seed": int,
+    "seed": _integer,
     "expect": _matching(EXCEPTION_NAME, "exception name"),
     "session": _matching(NAME, "session name"),
     "output": _choice("show", "fold", "hide"),
@@ -110,7 +117,8 @@ def parse_info(info: str) -> tuple[str, Tag | None]:
             try:
                 values[key] = OPTIONS[key](value)
             except ValueError as exc:
-                reason = str(exc) if "must" in str(exc) or "valid" in str(exc) else "is not a number"
+                # int()/float() explain themselves in Python's words; ours start with "must" or "is not".
+                reason = str(exc) if str(exc).startswith(("must", "is not")) else "must be a number"
                 errors.append(f"option {key}={value} {reason}")
     if values.get("isolated") and "session" in values:
         errors.append("'isolated' and 'session=' exclude each other")

@@ -20,7 +20,9 @@ from .vault import Vault
 MARKER = re.compile(r"%% notevault id=(?P<id>\S+) hash=(?P<hash>[0-9a-f]+)(?P<sep> sep)? %%")
 CALLOUT_TYPE = {"passed": "success", "failed": "failure", "skipped": "warning", "stale": "warning"}
 STATUS_OF_TYPE = {"success": "passed", "failure": "failed", "warning": "skipped"}
-TITLE = re.compile(r"\[!(?P<type>\w+)\][+-]? (?P<id>\S+) · (?P<status>\w+)(?: · (?P<device>\w+) · (?P<seconds>[\d.]+) s)?")
+TITLE = re.compile(
+    r"\[!(?P<type>\w+)\][+-]? (?P<id>\S+) · (?P<status>\w+)(?: · (?P<device>\w+) · (?P<seconds>[\d.]+) s)?"
+)
 EMBED = re.compile(r"!\[\[(?P<name>[^\]|]+)(?:\|[^\]]*)?\]\]")
 
 
@@ -130,7 +132,9 @@ def render_callout(note: Note, fence: Fence, result: BlockResult, layout: Layout
         if result.traceback:
             body += _fenced(_cut(result.traceback, layout.max_output_lines))
         if result.formula is not None and result.formula.max_abs_err is not None:
-            shapes = f", shapes {result.formula.shapes[0]} vs {result.formula.shapes[1]}" if result.formula.shapes else ""
+            shapes = ""
+            if result.formula.shapes:
+                shapes = f", shapes {result.formula.shapes[0]} vs {result.formula.shapes[1]}"
             body.append(f"formula {result.formula.id or ''}: max abs err {result.formula.max_abs_err:.3g}, "
                         f"max rel err {result.formula.max_rel_err:.3g}{shapes}")
         body += [f"![[{figure_name(note, result, i)}]]" for i in range(len(result.figures))]

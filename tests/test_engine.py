@@ -1,0 +1,206 @@
+"""The run engine with real worker processes: semantics a user relies on, and faults that must stay contained."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import make_vault
+
+from notevault.engine import RunOptions, execute
+from notevault.vault import Vault
+
+
+def run(root, options=None):
+    options = options or RunOptions(write=False)
+    report = execute(Vault(root), [root], options)
+    return {(n.path.rsplit("/", 1)[-1], b.id): b for n in report.notes for b in n.blocks}, report
+
+
+def fence(code: str, tag: str = "python run") -> str:
+    return f"```{tag}\n{code}\n```\n\n"
+
+
+def test_blocks_share_a_namespace_and_show_the_last_expression(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("x = torch.arange(3)\nprint('x is', x)", "python run id=a")
+                                 + fence("x.sum().item() + 1", "python run id=b")
+                                 + fence("y = 2", "python run id=c")})
+    blocks, _ = run(root)
+    assert blocks["n.md", "a"].output == "x is tensor([0, 1, 2])\n"
+    assert blocks["n.md", "a"].value is None
+    assert blocks["n.md", "b"].value == "4"
+    assert blocks["n.md", "c"].value is None
+    assert {b.status for b in blocks.values()} == {"passed"}
+    assert blocks["n.md", "a"].device == "cpu"
+
+
+def test_stdout_and_stderr_in_the_order_written_including_c_level(tmp_path):
+    code = "import os, sys\nprint('one')\nprint('two', file=sys.stderr)\nos.write(1, b'three\\n')\nprint('four')"
+    root = make_vault(tmp_path, {"n.md": fence(code)})
+    blocks, _ = run(root)
+    assert blocks["n.md", "L1"].output == "one\ntwo\nthree\nfour\n"
+
+
+def test_traceback_points_at_the_notes_own_lines(tmp_path):
+    root = make_vault(tmp_path, {"n.md": "# Title\n\ntext\n\n" + fence("def f(v):\n    return 1 / v\n\nf(0)",
+                                                                         "python run id=div")})
+    blocks, _ = run(root)
+    result = blocks["n.md", "div"]
+    assert result.status == "failed"
+    assert result.error == "ZeroDivisionError: division by zero"
+    frames = re.findall(r'File "(.+?)", line (\d+)', result.traceback)
+    assert [(file.rsplit("/", 1)[-1], line) for file, line in frames] == [("n.md", "9"), ("n.md", "7")]
+    assert "    return 1 / v" in result.traceback
+    assert "worker.py" not in result.traceback
+
+
+def test_later_blocks_still_run_after_an_exception(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("raise ValueError('bad')") + fence("print('still here')")})
+    blocks, report = run(root)
+    assert [b.status for b in report.notes[0].blocks] == ["failed", "passed"]
+    assert report.notes[0].blocks[1].output == "still here\n"
+
+
+def test_expect_error(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("1 / 0", "python run id=a expect=ZeroDivisionError")
+                                 + fence("1 / 0", "python run id=b expect=error")
+                                 + fence("1 / 0", "python run id=c expect=KeyError")
+                                 + fence("pass", "python run id=d expect=error")})
+    blocks, _ = run(root)
+    assert [blocks["n.md", i].status for i in "abcd"] == ["passed", "passed", "failed", "failed"]
+    assert blocks["n.md", "c"].error == "expected KeyError, got ZeroDivisionError: division by zero"
+    assert blocks["n.md", "d"].error == "expected error to be raised, but the block ran without error"
+
+
+def test_seeds_make_printed_results_reproducible(tmp_path):
+    code = "import random, numpy as np\nprint(torch.rand(2).tolist(), random.random(), np.random.rand())"
+    root = make_vault(tmp_path, {"a.md": fence(code, "python run seed=7"), "b.md": fence(code, "python run seed=7"),
+                                 "c.md": fence(code, "python run seed=8")})
+    blocks, _ = run(root)
+    assert blocks["a.md", "L1"].output == blocks["b.md", "L1"].output
+    assert blocks["a.md", "L1"].output != blocks["c.md", "L1"].output
+    again, _ = run(root, RunOptions(write=False, force=True))
+    assert again["a.md", "L1"].output == blocks["a.md", "L1"].output
+
+
+def test_timeout_kills_a_hanging_block_and_later_blocks_are_not_run(tmp_path):
+    root = make_vault(tmp_path, {"hang.md": fence("print('before')") + fence("import time\ntime.sleep(60)",
+                                 "python run id=hang timeout=1") + fence("print('after')", "python run id=later"),
+                                 "ok.md": fence("print('fine')")})
+    blocks, _ = run(root)
+    assert blocks["hang.md", "hang"].status == "failed"
+    assert blocks["hang.md", "hang"].error == "timed out after 1 s"
+    assert 1.0 <= blocks["hang.md", "hang"].seconds < 5
+    assert blocks["hang.md", "later"].status == "skipped"
+    assert blocks["hang.md", "later"].error == "not run: block hang did not finish"
+    assert blocks["hang.md", "L1"].output == "before\n"
+    assert blocks["ok.md", "L1"].output == "fine\n"
+
+
+@pytest.mark.parametrize(("code", "reason"), [
+    ("import ctypes\nctypes.string_at(0)", "worker crashed: segmentation fault (SIGSEGV)"),
+    ("import os\nos._exit(3)", "worker exited with status 3 before the block finished"),
+])
+def test_a_crashing_block_fails_clearly_and_the_vault_still_runs(tmp_path, code, reason):
+    root = make_vault(tmp_path, {"crash.md": fence(code, "python run id=crash") + fence("print(1)"),
+                                 "fine.md": fence("print('fine')")})
+    blocks, _ = run(root)
+    assert blocks["crash.md", "crash"].status == "failed"
+    assert blocks["crash.md", "crash"].error.startswith(reason)
+    assert blocks["crash.md", "L6"].status == "skipped"
+    assert blocks["fine.md", "L1"].status == "passed"
+
+
+def test_memory_exhaustion_fails_the_block_not_the_run(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("x = torch.empty(64 * 1024**3, dtype=torch.uint8)\nx.fill_(1)")
+                                 + fence("print('next')"),
+                                 "notevault.yaml": "memory_limit_mb: 4096\n"})
+    blocks, _ = run(root)
+    first = blocks["n.md", "L1"]
+    assert first.status == "failed"
+    assert "memory" in first.error.lower() or "alloc" in first.error.lower()
+    assert blocks["n.md", "L6"].status == "passed"
+
+
+def test_cuda_block_is_skipped_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the block runs for real")
+    root = make_vault(tmp_path, {"n.md": fence("x = torch.ones(2, device=device)", "python run device=cuda")})
+    blocks, report = run(root)
+    assert (blocks["n.md", "L1"].status, blocks["n.md", "L1"].error) == ("skipped", "CUDA is not available here")
+    assert not report.failed()
+
+
+def test_sessions_and_isolated_blocks(tmp_path):
+    root = make_vault(tmp_path, {
+        "a.md": fence("shared = 41", "python run session=s") + fence("x = 1", "python run id=own"),
+        "b.md": fence("print(shared + 1)", "python run id=reader session=s")
+                + fence("print('x' in globals())", "python run id=alone isolated"),
+    })
+    blocks, _ = run(root)
+    assert blocks["b.md", "reader"].output == "42\n"
+    assert blocks["b.md", "alone"].output == "False\n"
+
+
+def test_snippets_folder_is_importable(tmp_path):
+    root = make_vault(tmp_path, {"snippets/helper.py": "def twice(v):\n    return 2 * v\n",
+                                 "notes/n.md": fence("from helper import twice\nprint(twice(21))")})
+    blocks, _ = run(root)
+    assert blocks["n.md", "L1"].output == "42\n"
+
+
+def test_cache_hit_after_no_change_and_miss_after_editing_an_earlier_block(tmp_path):
+    note = root_note = fence("a = 1", "python run id=one") + fence("b = a + 1", "python run id=two") \
+        + fence("print(b)", "python run id=three")
+    root = make_vault(tmp_path, {"n.md": root_note})
+    first, _ = run(root)
+    assert not any(b.cached for b in first.values())
+    second, _ = run(root)
+    assert all(b.cached for b in second.values())
+    assert second["n.md", "three"].output == "2\n"
+    (root / "n.md").write_text(note.replace("b = a + 1", "b = a + 10"))
+    third, _ = run(root)
+    assert [third["n.md", i].cached for i in ("one", "two", "three")] == [True, False, False]
+    assert third["n.md", "three"].output == "11\n"  # block one was replayed to rebuild the namespace
+    forced, _ = run(root, RunOptions(write=False, force=True))
+    assert not any(b.cached for b in forced.values())
+
+
+def test_snippet_change_invalidates_blocks_that_import_it(tmp_path):
+    root = make_vault(tmp_path, {"snippets/h.py": "V = 1\n", "n.md": fence("from h import V\nprint(V)")})
+    run(root)
+    (root / "snippets" / "h.py").write_text("V = 2\n")
+    blocks, _ = run(root)
+    assert (blocks["n.md", "L1"].cached, blocks["n.md", "L1"].output) == (False, "2\n")
+
+
+def test_a_forked_child_that_outlives_its_block_is_killed(tmp_path):
+    marker = tmp_path / "orphan-alive"
+    code = (f"import os, time\nif os.fork() == 0:\n    time.sleep(3)\n    open({str(marker)!r}, 'w').close()\n"
+            "    os._exit(0)\nprint('parent done')")
+    root = make_vault(tmp_path / "v", {"n.md": fence(code)})
+    blocks, _ = run(root)
+    assert blocks["n.md", "L1"].status == "passed"
+    import time
+
+    time.sleep(3.5)
+    assert not marker.exists()
+
+
+def test_huge_output_is_cut(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("import sys\nsys.stdout.write('x' * 50_000_000)")})
+    blocks, _ = run(root)
+    result = blocks["n.md", "L1"]
+    assert result.status == "passed"
+    assert len(result.output) < 1_100_000
+    assert result.output.endswith("… output cut: 50,000,000 bytes in all\n")
+
+
+def test_bad_tag_and_unclosed_fence_fail_without_running(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("print(1)", "python run timeout=x") + "```python run\nprint(2)\n"})
+    blocks, report = run(root)
+    assert blocks["n.md", "L1"].error.startswith("bad tag: option timeout=x must be a number")
+    assert blocks["n.md", "L5"].error == "the code fence is never closed"
+    assert [f.rule for f in report.notes[0].lint] == ["bad-tag", "unclosed-fence"]

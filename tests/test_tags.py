@@ -1,0 +1,40 @@
+"""Fence tags per SPEC §2: what is run, with which options; bad options are errors, never ignored."""
+
+from notevault.tags import Tag, parse_info
+
+
+def test_untagged_and_other_languages_are_not_run():
+    assert parse_info("python") == ("python", None)
+    assert parse_info("python {run}") == ("python", None)
+    assert parse_info("bash run") == ("bash", None)
+    assert parse_info("") == ("", None)
+
+
+def test_all_options():
+    language, tag = parse_info("python run id=bn-demo device=cuda timeout=60 seed=1 output=show session=s1")
+    assert language == "python"
+    assert tag == Tag(kind="run", id="bn-demo", device="cuda", timeout=60.0, seed=1, output="show", session="s1")
+
+
+def test_check_with_formula_and_tolerances():
+    _, tag = parse_info("python check formula=Other#^bn-norm rtol=1e-3 atol=0 isolated")
+    assert (tag.kind, tag.formula, tag.rtol, tag.atol, tag.isolated) == ("check", "Other#^bn-norm", 1e-3, 0.0, True)
+    assert tag.errors == ()
+
+
+def test_bad_options_are_listed():
+    _, tag = parse_info("python run devcie=cuda timeout=-1 seed=x output=loud formula=f isolated session=a")
+    assert tag.errors == (
+        "unknown option 'devcie'",
+        "option timeout=-1 must be a positive number",
+        "option seed=x must be an integer",
+        "option output=loud must be one of show|fold|hide",
+        "option 'formula' belongs on a 'check' block",
+        "'isolated' and 'session=' exclude each other",
+    )
+
+
+def test_expect_forms():
+    assert parse_info("python run expect=error")[1].expect == "error"
+    assert parse_info("python run expect=ZeroDivisionError")[1].expect == "ZeroDivisionError"
+    assert parse_info("python run expect=")[1].errors == ("option 'expect' needs a value",)
