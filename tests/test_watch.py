@@ -1,0 +1,136 @@
+"""Watch mode, driven as a user drives it: a real `notevault watch` process on a real folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_vault
+
+
+class WatchProcess:
+    def __init__(self, root: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "notevault", "watch", str(root), "--debounce", "0.3"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, predicate, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; watch printed: {self.lines}")
+
+    def descendants(self) -> set[int]:
+        found, frontier = set(), [self.process.pid]
+        while frontier:
+            pid = frontier.pop()
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    children = (task / "children").read_text().split()
+                except OSError:
+                    continue
+                for child in map(int, children):
+                    if child not in found:
+                        found.add(child)
+                        frontier.append(child)
+        return found
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def watcher(tmp_path):
+    root = make_vault(tmp_path / "vault", {"start.md": "```python run\nprint('hi')\n```\n"})
+    process = WatchProcess(root)
+    process.wait_for(lambda: any(line.startswith("watching") for line in process.lines))
+    yield root, process
+    if process.process.poll() is None:
+        os.killpg(process.process.pid, signal.SIGKILL)
+
+
+def lines_about(process: WatchProcess, name: str) -> list[str]:
+    return [line for line in process.lines if f"{name}:" in line and " run, " in line]
+
+
+def test_results_appear_after_a_save_and_only_changed_blocks_rerun(watcher):
+    root, process = watcher
+    note = root / "n.md"
+    note.write_text("```python run id=a\nx = 1\n```\n\n```python run id=b\nprint(x + 1)\n```\n\n"
+                    "```python run id=c isolated\nprint('alone')\n```\n")
+    process.wait_for(lambda: "%% notevault id=b" in note.read_text())
+    assert "> 2\n" in note.read_text()
+    first = process.wait_for(lambda: lines_about(process, "n.md"))
+    assert " 3 run, 0 cached, 0 failed" in first[0]
+    # edit block b: it runs again (block a only replays, c is untouched)
+    note.write_text(note.read_text().replace("print(x + 1)", "print(x + 41)"))
+    process.wait_for(lambda: "> 42\n" in note.read_text())
+    second = process.wait_for(lambda: len(lines_about(process, "n.md")) >= 2 and lines_about(process, "n.md"))
+    assert " 1 run, 2 cached, 0 failed" in second[1]
+    time.sleep(1.0)  # our own write must not trigger another run
+    assert len(lines_about(process, "n.md")) == 2
+
+
+def test_a_burst_of_saves_leads_to_one_run(watcher):
+    root, process = watcher
+    note = root / "burst.md"
+    for n in range(5):
+        tmp = root / f".burst.md.{n}.tmp"  # editors save via a temp file and a rename
+        tmp.write_text(f"```python run\nprint({n})\n```\n")
+        os.replace(tmp, note)
+        time.sleep(0.05)
+    process.wait_for(lambda: "> 4\n" in note.read_text())
+    time.sleep(1.0)
+    assert len(lines_about(process, "burst.md")) == 1
+
+
+def test_a_failing_note_and_a_deleted_note_are_reported_and_watching_goes_on(watcher):
+    root, process = watcher
+    bad = root / "bad.md"
+    bad.write_text("```python run timeout=1\nimport time\ntime.sleep(30)\n```\n")
+    process.wait_for(lambda: any("bad.md:1: L1: timed out after 1 s" in line for line in process.lines))
+    bad.unlink()
+    process.wait_for(lambda: any(line.endswith("bad.md: deleted") for line in process.lines))
+    good = root / "good.md"
+    good.write_text("```python run\nprint('still watching')\n```\n")
+    process.wait_for(lambda: "> still watching" in good.read_text())
+
+
+def test_ctrl_c_stops_cleanly_with_no_worker_left(watcher):
+    root, process = watcher
+    note = root / "slow.md"
+    note.write_text("```python run\nimport time\ntime.sleep(30)\n```\n")
+    workers = process.wait_for(lambda: process.descendants())
+    time.sleep(1.0)
+    workers |= process.descendants()
+    assert process.stop() == 0
+    assert any(line == "stopped" for line in process.lines) or process.wait_for(lambda: "stopped" in process.lines)
+
+    def alive():
+        return [(pid, Path(f"/proc/{pid}/cmdline").read_bytes()) for pid in workers
+                if Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+
+    deadline = time.monotonic() + 5  # the worker template exits when it sees its parent's pipe close
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive() == []
+    assert note.read_text() == "```python run\nimport time\ntime.sleep(30)\n```\n"  # nothing half-written
