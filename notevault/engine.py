@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -312,6 +313,9 @@ def write_back(vault: Vault, planner: Planner, plan: _NotePlan, results: dict[st
             if dropped:
                 warnings.append("the note changed during the run; results dropped for " + ", ".join(dropped))
         new_text, figures, old_figures = splice_results(note, hashed, results, layout)
+        relocated = _relocate_tracebacks(plan, planner, results, new_text)
+        if relocated != results:
+            new_text, figures, old_figures = splice_results(note, hashed, relocated, layout)
         if new_text == note.raw():
             return warnings
         folder = _attachment_dir(vault, plan.rel)
@@ -325,6 +329,31 @@ def write_back(vault: Vault, planner: Planner, plan: _NotePlan, results: dict[st
             _remove_attachment(vault, plan.rel, name)
         return warnings
     return warnings + ["results not written: the note kept changing while notevault tried to write"]
+
+
+FRAME_LINE = re.compile(r'(File "(?P<file>[^"]+)", line )(?P<line>\d+)')
+
+
+def _relocate_tracebacks(plan: _NotePlan, planner: Planner, results: dict[str, BlockResult],
+                         written: str) -> dict[str, BlockResult]:
+    """Tracebacks name the lines a block had when it ran; result callouts written above it move it down."""
+    text = written[1:] if written.startswith("\ufeff") else written
+    after = {h: fence.body_start for fence, h in planner.hashes(parse_note(text, plan.path), plan.rel)}
+    shift: dict[int, int] = {}  # 1-based code line when it ran -> line in the written note
+    for planned in plan.blocks:
+        if planned.hash in after:
+            moved = after[planned.hash] - planned.fence.body_start
+            for n in range(planned.fence.code.count("\n") + 1):
+                shift[planned.fence.body_start + 1 + n] = planned.fence.body_start + 1 + n + moved
+
+    def move(match: re.Match) -> str:
+        if match["file"] != plan.display:
+            return match.group(0)
+        line = int(match["line"])
+        return f"{match.group(1)}{shift.get(line, line)}"
+
+    return {h: replace(r, traceback=FRAME_LINE.sub(move, r.traceback)) if r.traceback else r
+            for h, r in results.items()}
 
 
 def _attachment_dir(vault: Vault, rel: str) -> Path:

@@ -238,3 +238,12 @@ def test_planner_hash_is_what_the_marker_stores(tmp_path):
     note = read_note(root / "n.md")
     ((fence, block_hash),) = Planner(vault, RunOptions()).hashes(note, "n.md")
     assert stored_result(note, fence).hash == block_hash
+
+
+def test_traceback_lines_match_the_written_note(tmp_path):
+    root = make_vault(tmp_path, {"n.md": "```python run\nprint('a')\nprint('b')\n```\n\n```python run\n\n1 / 0\n```\n"})
+    run_vault(root)
+    lines = (root / "n.md").read_text().split("\n")
+    frame = next(line for line in lines if 'File "' in line)
+    number = int(frame.split("line ")[1].split(",")[0])
+    assert lines[number - 1] == "1 / 0"  # the frame points at the line as the note now reads
