@@ -32,7 +32,7 @@ GREEK = {
 }
 ACCENTS = {"hat": "hat", "widehat": "hat", "bar": "bar", "overline": "bar", "tilde": "tilde",
            "widetilde": "tilde", "vec": "vec", "dot": "dot"}
-FONTS = {"mathbf", "mathrm", "boldsymbol", "mathit", "bm", "mathsf", "mathtt", "operatorname", "text", "textbf"}
+FONTS = {"mathbf", "boldsymbol", "mathit", "bm", "mathsf", "mathtt"}  # transparent: \mathbf{x} is x
 SPACES = {",", ";", ":", "!", "quad", "qquad", " ", "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr",
           "Bigl", "Bigr", "displaystyle", "limits"}
 FUNCTIONS = {
@@ -50,7 +50,12 @@ UNSUPPORTED = {
     "in": "set membership \\in", "to": "limit \\to", "infty": "infinity", "lim": "limit", "mathbb": "\\mathbb",
 }
 # A run of three or more letters is one name ("Attention", "Loss"); shorter runs are juxtaposed symbols ("QK").
-TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[A-Za-z]{3,}|[A-Za-z]|\d+(?:\.\d+)?|\S")
+# \text{…}-like commands are one token with their words, so "\text{Effective learning rate}" keeps its spaces.
+TEXT_COMMAND = re.compile(r"^\\(?P<command>text|mathrm|operatorname|textrm|textit|textbf)\{(?P<text>[^{}]*)\}$")
+TOKEN = re.compile(
+    r"\\(?:text|mathrm|operatorname|textrm|textit|textbf)\{[^{}]*\}|\\[A-Za-z]+|\\.|[A-Za-z]{3,}|[A-Za-z]"
+    r"|\d+(?:\.\d+)?|\S"
+)
 ARGUMENT_SEPARATORS = (",", "\\|", "|", ";")
 
 
@@ -215,19 +220,23 @@ class _Parser:
     def _power(self, node):
         if self.peek() == "*":  # \theta^*: an optimum, named theta_star
             self.take()
-            return _rename(node, "star")
+            return _label(node, "star")
         if self._is_transpose():
             self.group_text()
             return Op("transpose", (node,))
-        if self.peek() == "{" and self.peek(1) == "(":
+        if self.peek() == "{" and (self.peek(1) == "(" or (self.peek(2) == "(" and self.peek(1).isdigit())):
             text = self.group_text()
-            match = re.fullmatch(r"\((\w+)\)", text)
+            match = re.fullmatch(r"(\d*)\((\w+)\)", text)  # x^{(i)}: sample i; \sigma^{2(k)}: its square
             if match and isinstance(node, Sym):
-                return Sym(node.base, node.sub, match.group(1), node.latex)
+                sample = Sym(node.base, node.sub, match.group(2), node.latex)
+                return Op("pow", (sample, Num(float(match.group(1))))) if match.group(1) else sample
             raise FormulaError(f"superscript {{{text}}}")
+        if self.peek() == "{" and self.peek(2) == "}" and TEXT_COMMAND.match(self.peek(1) or ""):
+            label = TEXT_COMMAND.match(self.group_text())["text"]
+            return _label(node, re.sub(r"[ -]+", "_", label.strip()))  # \mu_B^{\text{global}}: a label
         exponent = self.group()
         if isinstance(node, Sym) and isinstance(exponent, Sym) and self.peek() == "(":
-            return _rename(node, exponent.name())  # V^\theta(s): a superscripted name applied, not a power
+            return _label(node, exponent.name())  # V^\theta(s): a superscripted name applied, not a power
         return Op("pow", (node, exponent))
 
     def atom(self):
@@ -256,9 +265,21 @@ class _Parser:
             return Num(float(token))
         if re.fullmatch(r"[A-Za-z]+", token):
             return Sym(token, latex=token)
+        if TEXT_COMMAND.match(token):
+            return self._text(token)
         if token.startswith("\\"):
             return self._command(token[1:])
         raise FormulaError(f"unexpected '{token}'")
+
+    def _text(self, token: str):
+        """``\\text{softmax}(…)`` is a function; ``\\text{Var}``, ``\\mathrm{TD-Error}`` are names."""
+        match = TEXT_COMMAND.match(token)
+        text = match["text"].strip()
+        if text.lower() in FUNCTIONS and self.peek() in ("(", "{"):
+            return Call(FUNCTIONS[text.lower()], self._arguments())
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(?:[ -][A-Za-z0-9]+)*", text):
+            raise FormulaError(f"\\{match['command']}{{{text}}} is not a symbol or a known function")
+        return Sym(re.sub(r"[ -]+", "_", text), latex=token)
 
     def _command(self, name: str):
         if name == "frac":
@@ -280,19 +301,15 @@ class _Parser:
         if name == "mathbb":
             letter = self.group_text()
             if letter == "E":
+                if self.peek() == "_":
+                    raise FormulaError("\\mathbb{E}_{…}: an expectation over a distribution")
                 self.take("[") if self.peek() == "[" else None
                 inner = self.expr()
                 self.take("]")
                 return Call("expectation", (inner,))
             raise FormulaError(f"\\mathbb{{{letter}}}")
         if name in FONTS:
-            text = self.group_text().strip()
-            word = text.replace(" ", "")
-            if word.lower() in FUNCTIONS and self.peek() in ("(", "\\left", "{"):
-                return Call(FUNCTIONS[word.lower()], self._arguments())
-            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*", word):
-                raise FormulaError(f"\\{name}{{{text}}} is not a symbol or a known function")
-            return Sym(word.replace("-", "_"), latex=f"\\{name}{{{text}}}")
+            return self.group()
         if name in FUNCTIONS:
             if self.peek() == "_":  # \max_i …
                 raise FormulaError(f"\\{name} with a subscript")
@@ -345,6 +362,13 @@ def _rename(node, suffix: str):
     if isinstance(node, Call) and node.sym is not None:
         return Call(node.func, node.args, _rename(node.sym, suffix))
     raise FormulaError(f"an accent on something that is not a symbol ({suffix})")
+
+
+def _label(node, label: str):
+    """A superscript that names rather than raises: ``\\mu_B^{\\text{global}}`` → ``mu_B_global``."""
+    if isinstance(node, Sym):
+        return Sym(node.base, node.sub + (label,), node.sample, node.latex)
+    return _rename(node, label)
 
 
 def _subscript(node, text: str):

@@ -27,6 +27,7 @@ from .tags import Tag, parse_info
 BOM = "\ufeff"
 # The same rule markdown-it uses; str.splitlines() would also split on \x0c, \x85, \u2028.
 LINE_BREAK = re.compile(r"\r\n?|\n")
+OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # where splitlines() disagrees
 LIST_MARKER = re.compile(r"[-*+]|\d{1,9}[.)]")
 
 
@@ -133,6 +134,8 @@ class Note:
 
 def split_lines(text: str) -> list[str]:
     """Split into lines that keep their endings, so ``"".join(split_lines(t)) == t``."""
+    if not OTHER_BREAKS.search(text):
+        return text.splitlines(keepends=True)  # only \n breaks: the fast built-in agrees with markdown-it
     lines, start = [], 0
     for match in LINE_BREAK.finditer(text):
         lines.append(text[start : match.end()])
@@ -301,10 +304,11 @@ class _NoteBuilder:
     def _inline(self, token: Token) -> None:
         if token.map is None or not token.children:
             return
-        for text_line in token.content.split("\n"):
-            match = TRAILING_BLOCK_ID.search(text_line) or BLOCK_ID.match(text_line.strip())
-            if match:
-                self.block_ids.add(match["id"])
+        if "^" in token.content:
+            for text_line in token.content.split("\n"):
+                match = TRAILING_BLOCK_ID.search(text_line) or BLOCK_ID.match(text_line.strip())
+                if match:
+                    self.block_ids.add(match["id"])
         base, offset = token.map[0], 0
         content_cursor = 0
         for child in token.children:

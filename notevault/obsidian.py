@@ -41,6 +41,8 @@ def split_wikilink(inner: str) -> WikiTarget:
 
 def _wikilink_rule(state: StateInline, silent: bool) -> bool:
     src, pos = state.src, state.pos
+    if src[pos] not in "![":
+        return False
     embed = src.startswith("![[", pos)
     start = pos + (3 if embed else 2)
     if not (embed or src.startswith("[[", pos)):
@@ -60,7 +62,7 @@ def _wikilink_rule(state: StateInline, silent: bool) -> bool:
 
 def _inline_comment_rule(state: StateInline, silent: bool) -> bool:
     src, pos = state.src, state.pos
-    if not src.startswith("%%", pos):
+    if src[pos] != "%" or not src.startswith("%%", pos):
         return False
     end = src.find("%%", pos + 2)
     if end < 0:
@@ -77,8 +79,10 @@ def _line_text(state: StateBlock, line: int) -> str:
 
 
 def _block_comment_rule(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+    if not state.src.startswith("%%", state.bMarks[start_line] + state.tShift[start_line]):
+        return False  # the common case, decided without copying the line
     first = _line_text(state, start_line)
-    if not first.startswith("%%") or state.sCount[start_line] - state.blkIndent >= 4:
+    if state.sCount[start_line] - state.blkIndent >= 4:
         return False
     # A comment closes at the next %% (on the same line or a later one); an unclosed %% is left as text.
     line, rest = start_line, first[2:]

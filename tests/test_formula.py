@@ -205,8 +205,20 @@ def test_naming_rule():
     assert describe(r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t", None, 1).symbols == (
         "m_t", "beta_1", "m_prev", "g_t")
     assert describe(r"\bar{x} = \frac{1}{N} \sum_{i=1}^{N} x_i", None, 1).symbols == ("x_bar", "N", "x")
+    assert describe(r"\text{Effective learning rate} = \frac{\alpha}{\sqrt{\hat{v}_t} + \varepsilon}", None,
+                    1).symbols == ("Effective_learning_rate", "alpha", "v_hat_t", "varepsilon")
+    assert describe(r"\mu_B^{\text{global}} = \mu_B", None, 1).symbols == ("mu_B_global", "mu_B")
+    assert describe(r"\theta^* = V^\theta(s_{t+1})", None, 1).symbols == ("theta_star", "V_theta", "s_next")
     with pytest.raises(FormulaError):
         parse_equation(r"x = \frac{1}{2")
+
+
+def test_superscripts_that_are_not_powers():
+    x = torch.randn(5, 3)
+    # \sigma_B^{2(k)} is the square of the k-th sample, not a power 2k
+    names = dict(N=5, s=x, total=(x**2).sum(0))
+    assert_passes(r"total = \sum_{k=1}^{N} s^{2(k)}", names)
+    assert_fails(r"total = \sum_{k=1}^{N} s^{(k)}", names)
 
 
 def test_formulas_command_json(tmp_path, capsys):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from conftest import SEEDS, seed
+from hypothesis import given
+from hypothesis import strategies as st
 
 from notevault.errors import NoteError
-from notevault.note import parse_note, read_note, split_lines
+from notevault.note import LINE_BREAK, parse_note, read_note, split_lines
 
 
 @pytest.mark.parametrize("path", sorted(SEEDS.glob("*.md")), ids=lambda p: p.name[:3])
@@ -155,3 +157,11 @@ def test_ten_megabyte_note_parses(tmp_path):
     big.write_text(chunk * (10_000_000 // len(chunk.encode()) + 1), encoding="utf-8")
     note = read_note(big)
     assert len(note.fences) % 11 == 0 and len(note.fences) >= 11 * 400
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab \t#>`$[]!\r\n\x0c\x85\u2028\u00e9中")), max_size=60))
+def test_split_lines_fast_path_agrees_with_markdown_its_rule(text):
+    lines = split_lines(text)
+    assert "".join(lines) == text
+    assert all(len(LINE_BREAK.findall(line)) <= 1 for line in lines)
+    assert len(lines) == len(LINE_BREAK.findall(text)) + (0 if not text or LINE_BREAK.match(text[-1]) else 1)

@@ -1,0 +1,142 @@
+"""`notevault run` against the floor and peers, on generated vaults of N notes × 5 small torch blocks.
+
+    python bench/run.py              # 20 and 100 notes, plus the variant with one heavier training block
+    python bench/run.py --notes 20   # one size only
+
+The floor is one python process that imports torch once and exec()s every block (a fresh namespace per note):
+no isolation, no capture, no write-back. Peers run when installed: pytest-markdown-docs, and a Jupyter kernel per
+note through jupytext --execute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import emit, make_run_vault, median_of, timed
+
+FLOOR = r"""
+import sys, json, torch
+for path in json.load(open(sys.argv[1])):
+    namespace = {"torch": torch}
+    for code in json.load(open(path)):
+        exec(compile(code, path, "exec"), namespace)
+"""
+
+ONE_NOTE = r"""
+import sys, json, torch
+namespace = {"torch": torch}
+for code in json.load(open(sys.argv[1])):
+    exec(compile(code, sys.argv[1], "exec"), namespace)
+"""
+
+
+def block_files(vault: Path, work: Path) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from notevault.note import read_note
+
+    files = []
+    for note in sorted(vault.glob("*.md")):
+        target = work / f"{note.stem}.json"
+        target.write_text(json.dumps([b.code for b in read_note(note).blocks]))
+        files.append(str(target))
+    return files
+
+
+def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        template = make_run_vault(tmp_path / "template", notes, heavy=heavy)
+        work = tmp_path / "blocks"
+        work.mkdir()
+        files = block_files(template, work)
+        (work / "all.json").write_text(json.dumps(files))
+        floor_script, one_script = work / "floor.py", work / "one.py"
+        floor_script.write_text(FLOOR)
+        one_script.write_text(ONE_NOTE)
+
+        floor_s, floor_mb = median_of(runs, lambda: timed([sys.executable, str(floor_script), str(work / "all.json")]))
+        rows.append(("floor: one process, torch once, exec()", f"{floor_s:.2f} s, peak {floor_mb:.0f} MB"))
+
+        def per_note():
+            import time
+
+            start = time.perf_counter()
+            peak = 0.0
+            for f in files:
+                peak = max(peak, timed([sys.executable, str(one_script), f])[1])
+            return time.perf_counter() - start, peak
+
+        if notes <= 20:
+            s, mb = median_of(1, per_note)
+            rows.append(("one process per note", f"{s:.2f} s ({s / floor_s:.1f}×), peak {mb:.0f} MB"))
+
+        def cold():
+            vault = tmp_path / "cold"
+            if vault.exists():
+                shutil.rmtree(vault)
+            shutil.copytree(template, vault)
+            return timed([sys.executable, "-m", "notevault", "run", str(vault)])
+
+        cold_s, cold_mb = median_of(runs, cold)
+        rows.append(("notevault run, cold (no cache, no results)",
+                     f"{cold_s:.2f} s ({cold_s / floor_s:.2f}× the floor), peak per process {cold_mb:.0f} MB "
+                     f"({cold_mb / floor_mb:.2f}×)"))
+        cached_s, _ = median_of(runs, lambda: timed([sys.executable, "-m", "notevault", "run", str(tmp_path / "cold")]))
+        rows.append(("notevault run, everything current", f"{cached_s:.2f} s"))
+        check_s, _ = median_of(runs, lambda: timed([sys.executable, "-m", "notevault", "check",
+                                                     str(tmp_path / "cold")]))
+        rows.append(("notevault check (cache in .notevault/)", f"{check_s:.2f} s"))
+
+        if importlib.util.find_spec("pytest_markdown_docs"):
+            peer = tmp_path / "peer"
+            shutil.copytree(template, peer)
+            for note in peer.glob("*.md"):  # its fences must read ```python
+                note.write_text(note.read_text().replace("```python run", "```python"))
+            s, mb = median_of(runs, lambda: timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                                   "--markdown-docs", str(peer)]))
+            rows.append(("pytest-markdown-docs (one process, no isolation)",
+                         f"{s:.2f} s ({s / floor_s:.2f}×), peak {mb:.0f} MB"))
+        else:
+            rows.append(("pytest-markdown-docs", "not installed (pip install pytest-markdown-docs)"))
+        if shutil.which("jupytext") and importlib.util.find_spec("ipykernel") and notes <= 20:
+            peer = tmp_path / "nb"
+            shutil.copytree(template, peer)
+            for note in peer.glob("*.md"):
+                note.write_text(note.read_text().replace("```python run", "```python"))
+
+            def jupyter():
+                import time
+
+                start = time.perf_counter()
+                for note in sorted(peer.glob("*.md")):
+                    subprocess.run(["jupytext", "--to", "ipynb", "--execute", str(note)], check=False,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                return time.perf_counter() - start, 0.0
+
+            s, _ = median_of(1, jupyter)
+            rows.append(("Jupyter kernel per note (jupytext --execute)", f"{s:.2f} s ({s / floor_s:.1f}×)"))
+        else:
+            rows.append(("Jupyter kernel per note", "not installed (pip install jupytext ipykernel nbclient)"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--notes", type=int, action="append")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    for notes in args.notes or [20, 100]:
+        emit(f"run: {notes} notes × 5 small torch blocks (median of {args.runs})", measure(notes, False, args.runs))
+    emit("run: 20 notes × (5 small + 1 training loop of 200 steps)", measure(20, True, args.runs))
+
+
+if __name__ == "__main__":
+    main()
