@@ -26,7 +26,8 @@ SMALL_BLOCKS = [
 HEAVY_BLOCK = ("model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))\n"
                "opt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
                "data, target = torch.randn(256, 32), torch.randn(256, 1)\n"
-               "for _ in range(200):\n    opt.zero_grad()\n    loss = torch.nn.functional.mse_loss(model(data), target)\n"
+               "for _ in range(200):\n    opt.zero_grad()\n"
+               "    loss = torch.nn.functional.mse_loss(model(data), target)\n"
                "    loss.backward()\n    opt.step()\nprint(round(loss.item(), 4))")
 
 

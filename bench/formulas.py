@@ -46,7 +46,8 @@ def main() -> None:
     rows = [
         ("display formulas of the form LHS = RHS", str(total)),
         ("evaluable by notevault", f"{evaluable} ({evaluable / total:.0%})"),
-        ("evaluable, of the numerically computable ones", f"{evaluable} of {computable} ({evaluable / computable:.0%})"),
+        ("evaluable, of the numerically computable ones",
+         f"{evaluable} of {computable} ({evaluable / computable:.0%})"),
     ]
     rows += [(f"  not evaluable: {reason}", str(count)) for reason, count in reasons.most_common()]
     rows += [("  computable but not evaluated", line) for line in unevaluated]
