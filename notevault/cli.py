@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -140,13 +142,26 @@ COMMANDS = {
 }
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: workers are stopped, no note is left half-written."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "watch" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"notevault: error: {exc}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("notevault: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("notevault: interrupted", file=sys.stderr)
         return 130

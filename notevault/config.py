@@ -17,6 +17,7 @@ RULES = {
     "unclosed-fence": "error",
     "front-matter": "error",
     "unreadable": "error",
+    "outside-vault": "warning",
     "unfilled-section": "warning",
     "missing-section": "warning",
     "empty-field": "info",

@@ -26,7 +26,7 @@ from .cache import Cache
 from .config import note_settings
 from .errors import NoteError
 from .findings import Finding
-from .lint import Linter
+from .lint import Linter, outside_reports
 from .note import Fence, Note, decode, parse_note
 from .pool import WorkerPool
 from .results import BlockResult, NoteReport, Report
@@ -377,6 +377,8 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     linter = Linter(vault) if options.lint else None
     plans = [planner.plan(path) for path in vault.notes(paths)]
     reports = {plan.rel: NoteReport(plan.display) for plan in plans}
+    for outside in outside_reports(vault):
+        reports[outside.path] = outside
     config = vault.config
     layout = Layout(config.fold_lines, config.max_output_lines)
 

@@ -214,4 +214,11 @@ def lint_paths(vault: Vault, paths: list[Path]) -> Report:
     started = time.perf_counter()
     linter = Linter(vault)
     notes = [NoteReport(os.path.relpath(path), lint=linter.lint(path)) for path in vault.notes(paths)]
-    return Report(notes, time.perf_counter() - started)
+    return Report(notes + outside_reports(vault), time.perf_counter() - started)
+
+
+def outside_reports(vault: Vault) -> list[NoteReport]:
+    """A report for each note the last ``vault.notes()`` left out because it links outside the vault."""
+    message = "a symbolic link to a file outside the vault: not read, nothing written"
+    return [NoteReport(os.path.relpath(path), lint=[Finding("outside-vault", vault.config.severity("outside-vault"),
+                                                            1, 1, message)]) for path in vault.outside]

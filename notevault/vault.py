@@ -72,6 +72,7 @@ class Vault:
         self.files: list[str] = []
         self.by_name: dict[str, list[str]] = defaultdict(list)
         self._parsed: dict[str, Note | NoteError] = {}
+        self.outside: list[Path] = []  # notes left out by the last notes() call: links to outside the vault
         self._index()
 
     @classmethod
@@ -101,18 +102,32 @@ class Vault:
         return bool(folder) and (rel == folder or rel.startswith(folder + "/"))
 
     def notes(self, paths: list[Path]) -> list[Path]:
-        """The ``.md`` notes under the given files and folders, sorted, without ignored folders."""
+        """The ``.md`` notes under the given files and folders, sorted, without ignored folders.
+
+        A note that is a symbolic link to a file outside the vault is left out (see ``outside``): notevault
+        never reads or writes outside the vault.
+        """
         found: dict[str, Path] = {}
+        root = self.root.resolve()
+        self.outside = []
         for path in paths:
             if not path.exists():
                 raise UsageError(f"no such file or folder: {path}")
             resolved = path.resolve()
             if resolved.is_file():
-                found[str(resolved)] = resolved
+                if resolved.is_relative_to(root):
+                    found[str(resolved)] = resolved
+                else:
+                    self.outside.append(path)
                 continue
             for rel in self.files:
+                if not rel.endswith(".md") or self.is_excluded(rel):
+                    continue
                 candidate = (self.root / rel).resolve()
-                if rel.endswith(".md") and candidate.is_relative_to(resolved) and not self.is_excluded(rel):
+                if not candidate.is_relative_to(root):
+                    if (self.root / rel).is_relative_to(resolved):
+                        self.outside.append(self.root / rel)
+                elif candidate.is_relative_to(resolved):
                     found[str(candidate)] = candidate
         return [found[key] for key in sorted(found)]
 

@@ -62,6 +62,7 @@ class Job:
 def run_job(job: Job, conn: Connection) -> None:
     """Entry point of a forked worker: run each task, sending ("start", i) and ("result", i, BlockResult)."""
     os.setsid()  # its own process group, so the parent can also kill what a snippet forks
+    _die_with_parent()
     _limit_memory(job)
     _register_sources(job.sources)
     output = _capture_output()
@@ -83,8 +84,22 @@ def run_job(job: Job, conn: Connection) -> None:
     os._exit(0)  # skip interpreter teardown: nothing of this process is needed any more
 
 
+def _die_with_parent() -> None:
+    """If the worker template goes (notevault was killed), take this worker down too (Linux only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 def _limit_memory(job: Job) -> None:
-    if job.memory_limit_mb is None or any(t.device != "cpu" for t in job.tasks):
+    if job.memory_limit_mb is None or any(t.device == "cuda" for t in job.tasks):
+        return
+    import torch
+
+    if any(t.device == "auto" for t in job.tasks) and torch.cuda.is_available():  # NVML check: CUDA stays cold
         return  # CUDA reserves far more address space than it uses: a limit would break it
     import resource
 
