@@ -8,9 +8,11 @@ import sys
 import threading
 from pathlib import Path
 
+from rich.console import Console
+
 from . import __version__
 from .errors import UsageError
-from .report import FORMATS, ProgressDisplay, render
+from .report import FORMATS, ProgressDisplay, print_terminal, render
 from .results import Report
 
 
@@ -66,7 +68,10 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def _report_and_exit_status(report: Report, args: argparse.Namespace, *, strict: bool = False) -> int:
-    _emit(render(report, args.format), args.output)
+    if args.format == "text" and args.output is None and sys.stdout.isatty():
+        print_terminal(report, Console())
+    else:
+        _emit(render(report, args.format), args.output)
     return 1 if report.failed(strict=strict) else 0
 
 

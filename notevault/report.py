@@ -140,6 +140,23 @@ def to_text(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def print_terminal(report: Report, console: Console) -> None:
+    """The text report with a summary table, for a person at a terminal."""
+    from rich.table import Table
+
+    for line in to_text(report).splitlines()[:-1]:
+        style = "red" if ": error:" in line else "yellow" if ": warning:" in line else None
+        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+    s = report.summary()
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    for column in ("notes", "blocks", "passed", "failed", "skipped", "stale", "cached", "errors", "warnings", "s"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(s[k]) for k in ("notes", "blocks", "passed", "failed", "skipped", "stale", "cached",
+                                         "lint_errors", "lint_warnings")), f"{s['seconds']:.2f}",
+                  style="red" if report.failed() else "green")
+    console.print(table)
+
+
 RENDERERS = {"text": to_text, "json": to_json, "junit": to_junit, "github": to_github}
 
 
