@@ -124,7 +124,8 @@ def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
             s, _ = median_of(1, jupyter)
             rows.append(("Jupyter kernel per note (jupytext --execute)", f"{s:.2f} s ({s / floor_s:.1f}×)"))
         else:
-            rows.append(("Jupyter kernel per note", "not installed (pip install jupytext ipykernel nbclient)"))
+            rows.append(("Jupyter kernel per note",
+                         "not installed (pip install jupytext ipykernel nbconvert, then ipykernel install)"))
     return rows
 
 
