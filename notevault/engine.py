@@ -33,7 +33,14 @@ from .results import BlockResult, NoteReport, Report
 from .tags import FORMULA_REF
 from .vault import Vault
 from .worker import Job, Task
-from .writer import Layout, splice_results, stored_result, write_atomic, write_bytes_atomic
+from .writer import (
+    Layout,
+    attachment_dir,
+    remove_attachments,
+    splice_results,
+    stored_result,
+    write_atomic,
+)
 
 
 @dataclass(frozen=True)
@@ -318,15 +325,14 @@ def write_back(vault: Vault, planner: Planner, plan: _NotePlan, results: dict[st
             new_text, figures, old_figures = splice_results(note, hashed, relocated, layout)
         if new_text == note.raw():
             return warnings
-        folder = _attachment_dir(vault, plan.rel)
+        folder = attachment_dir(vault, plan.rel)
         for name, png in figures.items():
             folder.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(folder / name, png)
+            write_atomic(folder / name, png)
         if plan.path.read_bytes() != data:
             continue  # edited between our read and our write: splice onto the newest text
         write_atomic(plan.path, new_text)
-        for name in old_figures:
-            _remove_attachment(vault, plan.rel, name)
+        remove_attachments(vault, plan.rel, old_figures)
         return warnings
     return warnings + ["results not written: the note kept changing while notevault tried to write"]
 
@@ -337,6 +343,8 @@ FRAME_LINE = re.compile(r'(File "(?P<file>[^"]+)", line )(?P<line>\d+)')
 def _relocate_tracebacks(plan: _NotePlan, planner: Planner, results: dict[str, BlockResult],
                          written: str) -> dict[str, BlockResult]:
     """Tracebacks name the lines a block had when it ran; result callouts written above it move it down."""
+    if not any(r.traceback for r in results.values()):
+        return results
     text = written[1:] if written.startswith("\ufeff") else written
     after = {h: fence.body_start for fence, h in planner.hashes(parse_note(text, plan.path), plan.rel)}
     shift: dict[int, int] = {}  # 1-based code line when it ran -> line in the written note
@@ -354,19 +362,6 @@ def _relocate_tracebacks(plan: _NotePlan, planner: Planner, results: dict[str, B
 
     return {h: replace(r, traceback=FRAME_LINE.sub(move, r.traceback)) if r.traceback else r
             for h, r in results.items()}
-
-
-def _attachment_dir(vault: Vault, rel: str) -> Path:
-    folder = (vault.root / vault.attachment_folder(rel)).resolve()
-    if not folder.is_relative_to(vault.root.resolve()):
-        return vault.root  # never write outside the vault
-    return folder
-
-
-def _remove_attachment(vault: Vault, rel: str, name: str) -> None:
-    path = (_attachment_dir(vault, rel) / name).resolve()
-    if path.is_relative_to(vault.root.resolve()) and path.suffix == ".png":
-        path.unlink(missing_ok=True)
 
 
 def execute(vault: Vault, paths: list[Path], options: RunOptions,

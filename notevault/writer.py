@@ -205,9 +205,9 @@ def remove_results(note: Note) -> tuple[str, list[str]]:
     return (BOM if note.bom else "") + text, figures
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Replace a file's content all at once (temp file in the same folder, then rename); keep its mode."""
-    data = text.encode("utf-8")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     mode = path.stat().st_mode & 0o7777 if path.exists() else None
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
@@ -223,15 +223,20 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+def attachment_dir(vault: Vault, note_rel: str) -> Path:
+    """Where a note's figures go: the Obsidian attachment folder, or the vault root if that points outside."""
+    root = vault.root.resolve()
+    folder = (root / vault.attachment_folder(note_rel)).resolve()
+    return folder if folder.is_relative_to(root) else root
+
+
+def remove_attachments(vault: Vault, note_rel: str, names: list[str]) -> None:
+    """Delete figure files notevault wrote for a note (only PNGs inside the vault)."""
+    folder = attachment_dir(vault, note_rel)
+    for name in names:
+        path = (folder / name).resolve()
+        if path.is_relative_to(vault.root.resolve()) and path.suffix == ".png":
+            path.unlink(missing_ok=True)
 
 
 def clean_notes(vault: Vault, paths: list[Path]) -> list[str]:
@@ -245,10 +250,6 @@ def clean_notes(vault: Vault, paths: list[Path]) -> list[str]:
         if text == note.raw():
             continue
         write_atomic(path, text)
-        folder = (vault.root / vault.attachment_folder(vault.relative(path))).resolve()
-        for name in figures:
-            figure = (folder / name).resolve()
-            if figure.is_relative_to(vault.root.resolve()) and figure.suffix == ".png":
-                figure.unlink(missing_ok=True)
+        remove_attachments(vault, vault.relative(path), figures)
         changed.append(f"cleaned {os.path.relpath(path)} ({len(figures)} figures removed)")
     return changed
