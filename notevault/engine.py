@@ -60,6 +60,7 @@ class _Planned:
 
     fence: Fence
     hash: str
+    id: str
     task: Task | None  # None: not runnable (bad tag, unclosed fence, skipped note)
     session: tuple
     result: BlockResult | None = None  # known before running (failure, skip, cache, stored in the note)
@@ -185,7 +186,7 @@ class Planner:
         for fence, block_hash in self.hashes(note, rel):
             tag = fence.tag
             block_id = tag.id or default_id(note, fence)
-            planned = _Planned(fence, block_hash, None, self.session_of(fence, rel))
+            planned = _Planned(fence, block_hash, block_id, None, self.session_of(fence, rel))
             base = BlockResult(id=block_id, line=fence.span.line, kind=tag.kind, status="failed", hash=block_hash)
             plan.blocks.append(planned)
             if tag.errors:
@@ -254,12 +255,11 @@ def frozen_results(planner: Planner, plan: _NotePlan) -> list[BlockResult]:
     """check --frozen: each block's stored result, or ``stale`` when it is missing or out of date."""
     results = []
     for planned in plan.blocks:
-        task_id = planned.task.id if planned.task else (planned.fence.tag.id or default_id(plan.note, planned.fence))
         if planned.task is None and planned.result is not None:
             results.append(planned.result)
             continue
         stored = stored_result(plan.note, planned.fence)
-        base = BlockResult(id=task_id, line=planned.fence.span.line, kind=planned.fence.tag.kind, status="stale",
+        base = BlockResult(id=planned.id, line=planned.fence.span.line, kind=planned.fence.tag.kind, status="stale",
                            hash=planned.hash, cached=True)
         if stored is None:
             results.append(replace(base, error="no stored result: run `notevault run` and commit the note"))
@@ -434,7 +434,7 @@ def _collect(plan: _NotePlan, ran: dict[tuple[str, str, int], BlockResult]) -> l
     for planned in plan.blocks:
         result = planned.result or ran.get((plan.display, planned.hash, planned.fence.span.line))
         if result is None:
-            result = BlockResult(id=planned.task.id if planned.task else "?", line=planned.fence.span.line,
+            result = BlockResult(id=planned.id, line=planned.fence.span.line,
                                  kind=planned.fence.tag.kind, status="skipped", hash=planned.hash,
                                  error="not run")
         results.append(result)
