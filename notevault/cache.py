@@ -1,41 +1,77 @@
-"""Block results stored under ``.notevault/cache/`` at the vault root, one JSON file per cache key.
+"""Block results remembered under ``.notevault/`` at the vault root, keyed by the block's cache key.
 
-Each file is written atomically as its result arrives, so a crash mid-run keeps what finished.
+An append-only log: one JSON line per result, written with a single ``write`` as the result arrives, so a crash
+mid-run keeps every finished line and a torn last line is skipped when read. (One file per key with an atomic
+rename cost ≈0.6 ms a block, more than running a small one.) Later lines win; the log is compacted when mostly
+superseded.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from .results import BlockResult
+from .writer import write_atomic
 
-CACHE_DIR = Path(".notevault") / "cache"
+CACHE_FILE = Path(".notevault") / "cache.jsonl"
+COMPACT_AT = 1000  # lines; compact when fewer than half of them are still current
 
 
 class Cache:
     def __init__(self, root: Path) -> None:
-        self.folder = root / CACHE_DIR
+        self.path = root / CACHE_FILE
+        self._entries: dict[str, dict] | None = None
+        self._fd: int | None = None
 
-    def _path(self, key: str) -> Path:
-        return self.folder / key[:2] / f"{key}.json"
+    def _load(self) -> dict[str, dict]:
+        if self._entries is None:
+            self._entries, lines = {}, 0
+            try:
+                text = self.path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            for line in text.splitlines():
+                try:
+                    key, data = json.loads(line)
+                except (ValueError, TypeError):
+                    continue  # torn by a crash mid-write
+                self._entries[key] = data
+                lines += 1
+            if lines > COMPACT_AT and lines > 2 * len(self._entries):
+                self._compact()
+        return self._entries
+
+    def _compact(self) -> None:
+        text = "".join(json.dumps([k, v], ensure_ascii=False) + "\n" for k, v in self._entries.items())
+        try:
+            write_atomic(self.path, text)
+        except OSError:
+            pass
 
     def get(self, key: str) -> BlockResult | None:
+        data = self._load().get(key)
+        if data is None:
+            return None
         try:
-            data = json.loads(self._path(key).read_text(encoding="utf-8"))
             return BlockResult.from_json(data)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None  # missing or unreadable: run the block again
+        except (ValueError, TypeError, KeyError):
+            return None  # written by another version: run the block again
 
     def put(self, key: str, result: BlockResult) -> None:
-        path = self._path(key)
+        data = result.to_json()
+        self._load()[key] = data
+        line = (json.dumps([key, data], ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp",
-                                             encoding="utf-8") as handle:
-                json.dump(result.to_json(), handle)
-            os.replace(handle.name, path)
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(self._fd, line)  # one write with O_APPEND: lines of two processes never interleave
         except OSError:
             pass  # a read-only vault still runs; it just cannot remember
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

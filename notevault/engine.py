@@ -28,7 +28,7 @@ from .errors import NoteError
 from .findings import Finding
 from .lint import Linter, outside_reports
 from .note import Fence, Note, decode, parse_note
-from .pool import WorkerPool
+from .pool import WorkerPool, template
 from .results import BlockResult, NoteReport, Report
 from .tags import FORMULA_REF
 from .vault import Vault
@@ -107,18 +107,19 @@ def _sha(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def _imported_modules(code: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def _imported_modules(code: str) -> frozenset[str]:
     try:
         tree = ast.parse(code)
     except SyntaxError:
-        return set()
+        return frozenset()
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
-    return names
+    return frozenset(names)
 
 
 class Planner:
@@ -129,12 +130,17 @@ class Planner:
         self.options = options
         self.snippets = vault.root / "snippets"
         self.cache = Cache(vault.root)
+        self._snippet_sources: dict[str, str] = {}
 
     def snippet_source(self, module: str) -> str:
-        for candidate in (self.snippets / f"{module}.py", self.snippets / module / "__init__.py"):
-            if candidate.is_file():
-                return candidate.read_text(encoding="utf-8", errors="replace")
-        return ""
+        """The source of ``snippets/<module>`` ("" for any other module), read once per run."""
+        if module not in self._snippet_sources:
+            self._snippet_sources[module] = ""
+            for candidate in (self.snippets / f"{module}.py", self.snippets / module / "__init__.py"):
+                if candidate.is_file():
+                    self._snippet_sources[module] = candidate.read_text(encoding="utf-8", errors="replace")
+                    break
+        return self._snippet_sources[module]
 
     def formula_latex(self, note: Note, rel: str, ref: str) -> str | None:
         match = FORMULA_REF.match(ref)
@@ -370,7 +376,14 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     started = time.perf_counter()
     planner = Planner(vault, options)
     linter = Linter(vault) if options.lint else None
-    plans = [planner.plan(path) for path in vault.notes(paths)]
+    plans = []
+    for path in vault.notes(paths):
+        plan = planner.plan(path)
+        if not options.frozen:
+            planner.reuse(plan)
+            if any(p.task is not None and p.result is None for p in plan.blocks):
+                template()  # start importing torch now, while the other notes are planned
+        plans.append(plan)
     reports = {plan.rel: NoteReport(plan.display) for plan in plans}
     for outside in outside_reports(vault):
         reports[outside.path] = outside
@@ -392,8 +405,6 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
             finish(plan, frozen_results(planner, plan) if plan.note else [])
         return Report(list(reports.values()), time.perf_counter() - started)
 
-    for plan in plans:
-        planner.reuse(plan)
     jobs_count = options.jobs or config.jobs or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // jobs_count)
     jobs = _jobs_of(plans, vault, config.memory_limit_mb, threads)
@@ -420,7 +431,10 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     for plan in plans:
         if waiting[plan.rel] == 0:
             finish(plan, _collect(plan, results_by_task))
-    WorkerPool(jobs_count).run(jobs, on_done=job_done, on_result=remember)
+    try:
+        WorkerPool(jobs_count).run(jobs, on_done=job_done, on_result=remember)
+    finally:
+        planner.cache.close()
     return Report(list(reports.values()), time.perf_counter() - started)
 
 

@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from .leaks import StateWatch
 from .results import BlockResult, FormulaResult
 
 MAX_OUTPUT_BYTES = 1 << 20  # a block printing 50 MB must not flood the note or the parent
@@ -57,41 +58,61 @@ class Job:
     threads: int = 1
     memory_limit_mb: int | None = None
     sources: dict[str, dict[int, str]] = field(default_factory=dict)  # filename -> {note line: code line}
+    share_worker: bool = True  # False (isolation: process): the worker exits after this job
+
+    @property
+    def worker_kind(self) -> tuple:
+        """Jobs of one kind can follow each other in a worker (its memory limit and thread count stay)."""
+        return (self.memory_limit_mb, self.threads, any(t.device == "cuda" for t in self.tasks))
 
 
-def run_job(job: Job, conn: Connection) -> None:
-    """Entry point of a forked worker: run each task, sending ("start", i) and ("result", i, BlockResult)."""
-    os.setsid()  # its own process group, so the parent can also kill what a snippet forks
-    _die_with_parent()
-    _limit_memory(job)
-    _register_sources(job.sources)
+def serve(conn: Connection) -> None:
+    """Entry point of a forked worker: run the jobs the CLI sends, one at a time, while they leave no trace.
+
+    Sends ("start", i, device) and ("result", i, BlockResult) for each block, then ("done", reusable, leaks).
+    Exits after a job that leaked (see leaks.py), or when the CLI closes the connection.
+    """
     output = _capture_output()
-    os.chdir(job.cwd)
-    sys.path[:0] = [p for p in job.import_paths if p not in sys.path]
-    import torch
-
-    torch.set_num_threads(job.threads)
-    namespace: dict = {"__name__": "__main__", "torch": torch}
-    for index, task in enumerate(job.tasks):
-        device = _resolve_device(task.device)
-        conn.send(("start", index, device.type if device else None))
-        result = _run_task(task, device, namespace, output)
-        conn.send(("result", index, result))
-    conn.send(("done",))
+    watch: StateWatch | None = None
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            break
+        if watch is None:
+            _limit_memory(job)
+            sys.modules["torch"].set_num_threads(job.threads)
+            watch = StateWatch()
+        if not run_job(job, conn, output, watch):
+            break
     conn.close()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip interpreter teardown: nothing of this process is needed any more
 
 
-def _die_with_parent() -> None:
-    """If the worker template goes (notevault was killed), take this worker down too (Linux only)."""
-    try:
-        import ctypes
+def run_job(job: Job, conn: Connection, output: _Output, watch: StateWatch) -> bool:
+    """Run one job's blocks in a fresh namespace; return whether this worker may run another job."""
+    import torch
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):
-        pass
+    _register_sources(job.sources)
+    os.chdir(job.cwd)  # the next job changes it again: a chdir in a note does not leak
+    search_path = list(sys.path)
+    sys.path[:0] = [p for p in job.import_paths if p not in sys.path]
+    output.reset()
+    namespace: dict = {"__name__": "__main__", "torch": torch}
+    failed = False
+    for index, task in enumerate(job.tasks):
+        device = _resolve_device(task.device)
+        conn.send(("start", index, device.type if device else None))
+        result = _run_task(task, device, namespace, output)
+        failed = failed or result.status == "failed"
+        conn.send(("result", index, result))
+    sys.path[:] = search_path  # a module the note imported through it is a leak of its own
+    leaks = ["a block failed"] if failed else watch.leaks([t.code for t in job.tasks], namespace)
+    reusable = job.share_worker and not leaks
+    conn.send(("done", reusable, leaks))
+    return reusable
 
 
 def _limit_memory(job: Job) -> None:
@@ -121,6 +142,10 @@ class _Output:
 
     def __init__(self) -> None:
         self.file = tempfile.TemporaryFile()
+        self.mark = 0
+
+    def reset(self) -> None:
+        os.ftruncate(self.file.fileno(), 0)
         self.mark = 0
 
     def begin(self) -> None:
@@ -160,11 +185,14 @@ def _resolve_device(requested: str):
     return None if requested == "cuda" else torch.device("cpu")
 
 
-def _seed(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """What torch.manual_seed does, minus its per-call stack capture for CUDA's lazy seeding (≈1–3 ms a block)."""
     import torch
 
     random.seed(seed)
-    torch.manual_seed(seed)
+    torch.random.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():  # NVML-based check: does not initialise CUDA
+        torch.cuda.manual_seed_all(seed)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(seed)
 
@@ -174,7 +202,7 @@ def _run_task(task: Task, device, namespace: dict, output: _Output) -> BlockResu
     if device is None:
         return BlockResult(**{**base.__dict__, "status": "skipped", "error": "CUDA is not available here"})
     namespace["device"] = device
-    _seed(task.seed)
+    seed_everything(task.seed)
     output.begin()
     start = time.perf_counter()
     value, error, trace, formula = None, None, None, None
