@@ -66,7 +66,10 @@ class Cache:
         try:
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                size = os.fstat(self._fd).st_size
+                if size and os.pread(self._fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # end a line torn by a crash, so that ours is whole
             os.write(self._fd, line)  # one write with O_APPEND: lines of two processes never interleave
         except OSError:
             pass  # a read-only vault still runs; it just cannot remember

@@ -24,6 +24,7 @@ RULES = {
     "remote-link": "info",
 }
 DEVICES = ("auto", "cpu", "cuda")
+ISOLATION = ("namespace", "process")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Config:
     memory_limit_mb: int | None = 8192  # per worker (address space); None: unlimited
     rules: dict[str, str] = field(default_factory=lambda: dict(RULES))
     exclude: tuple[str, ...] = ()
+    isolation: str = "namespace"  # process: a fresh worker process for every note (see leaks.py)
 
     def severity(self, rule: str) -> str:
         return self.rules.get(rule, "error")
@@ -56,6 +58,12 @@ def _positive_number(value: object) -> float:
 def _device(value: object) -> str:
     if value not in DEVICES:
         raise ValueError("must be one of " + "|".join(DEVICES))
+    return str(value)
+
+
+def _isolation(value: object) -> str:
+    if value not in ISOLATION:
+        raise ValueError("must be one of " + "|".join(ISOLATION))
     return str(value)
 
 
@@ -91,6 +99,7 @@ VAULT_KEYS = {
     "memory_limit_mb": _memory,
     "rules": _rules,
     "exclude": _globs,
+    "isolation": _isolation,
 }
 
 

@@ -278,7 +278,7 @@ def frozen_results(planner: Planner, plan: _NotePlan) -> list[BlockResult]:
     return results
 
 
-def _jobs_of(plans: list[_NotePlan], vault: Vault, config_memory: int | None, threads: int) -> list[Job]:
+def _jobs_of(plans: list[_NotePlan], vault: Vault, threads: int) -> list[Job]:
     """Group runnable blocks into worker jobs: one per session that has something to run."""
     sessions: dict[tuple, list[tuple[_NotePlan, _Planned]]] = defaultdict(list)
     for plan in plans:
@@ -302,7 +302,8 @@ def _jobs_of(plans: list[_NotePlan], vault: Vault, config_memory: int | None, th
         jobs.append(Job(
             name=name, tasks=tuple(tasks), cwd=str(first_plan.path.parent),
             import_paths=(str(vault.root / "snippets"), str(first_plan.path.parent)),
-            threads=threads, memory_limit_mb=config_memory, sources=dict(sources),
+            threads=threads, memory_limit_mb=vault.config.memory_limit_mb, sources=dict(sources),
+            share_worker=vault.config.isolation == "namespace",
         ))
     return jobs
 
@@ -407,7 +408,7 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
 
     jobs_count = options.jobs or config.jobs or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // jobs_count)
-    jobs = _jobs_of(plans, vault, config.memory_limit_mb, threads)
+    jobs = _jobs_of(plans, vault, threads)
     waiting: dict[str, int] = defaultdict(int)
     for job in jobs:
         for plan in _plans_in(job, plans):

@@ -168,6 +168,21 @@ def test_cache_hit_after_no_change_and_miss_after_editing_an_earlier_block(tmp_p
     assert not any(b.cached for b in forced.values())
 
 
+def test_cache_skips_a_line_torn_by_a_crash_and_keeps_the_rest(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("print(1)", "python run id=one") + fence("print(2)",
+                                                                                        "python run id=two")})
+    run(root)
+    log = root / ".notevault" / "cache.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2
+    log.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed halfway through the second write
+    blocks, _ = run(root)
+    assert [(blocks["n.md", i].cached, blocks["n.md", i].output) for i in ("one", "two")] == [(True, "1\n"),
+                                                                                               (False, "2\n")]
+    again, _ = run(root)
+    assert again["n.md", "two"].cached
+
+
 def test_snippet_change_invalidates_blocks_that_import_it(tmp_path):
     root = make_vault(tmp_path, {"snippets/h.py": "V = 1\n", "n.md": fence("from h import V\nprint(V)")})
     run(root)

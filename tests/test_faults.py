@@ -112,8 +112,8 @@ def test_interrupting_a_run_leaves_cache_and_notes_consistent(tmp_path, sig, cod
     for name, data in before.items():
         text = (root / name).read_text()
         assert text.startswith(data.decode()) and (text == data.decode() or "%% notevault" in text)
-    for entry in (root / ".notevault" / "cache").rglob("*.json"):
-        assert json.loads(entry.read_text())["status"] == "passed"  # whole, never half-written
+    lines = (root / ".notevault" / "cache.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)[1]["status"] == "passed" for line in lines)  # whole, never torn
     assert not list(root.rglob("*.tmp"))
     time.sleep(1.0)
     leftovers = subprocess.run(["pgrep", "-f", f"sleep\\(30\\)|{root}"], capture_output=True, text=True).stdout
