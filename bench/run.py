@@ -89,6 +89,18 @@ def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
         rows.append(("notevault run, cold (no cache, no results)",
                      f"{cold_s:.2f} s ({cold_s / floor_s:.2f}× the floor), peak per process {cold_mb:.0f} MB "
                      f"({cold_mb / floor_mb:.2f}×)"))
+
+        def cold_process_isolation():
+            vault = tmp_path / "strict"
+            if vault.exists():
+                shutil.rmtree(vault)
+            shutil.copytree(template, vault)
+            (vault / "notevault.yaml").write_text("isolation: process\n")
+            return timed([sys.executable, "-m", "notevault", "run", str(vault)])
+
+        strict_s, _ = median_of(runs, cold_process_isolation)
+        rows.append(("notevault run, cold, isolation: process (a fork per note)",
+                     f"{strict_s:.2f} s ({strict_s / floor_s:.2f}× the floor)"))
         cached_s, _ = median_of(runs, lambda: timed([sys.executable, "-m", "notevault", "run", str(tmp_path / "cold")]))
         rows.append(("notevault run, everything current", f"{cached_s:.2f} s"))
         check_s, _ = median_of(runs, lambda: timed([sys.executable, "-m", "notevault", "check",

@@ -80,12 +80,11 @@ class Template:
         return events
 
     def close(self) -> None:
+        """Stop the template now, even mid warm-up; its workers die with it (PR_SET_PDEATHSIG)."""
         self.messages.close()
-        self.socket.close()  # the template exits when it reads end-of-file
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        self.socket.close()
+        self.process.kill()
+        self.process.wait()
 
 
 _template: Template | None = None

@@ -1,4 +1,4 @@
-"""The worker template: a process that imports torch once, warms it up, then forks one worker per job.
+"""The worker template: a process that imports torch once, warms it up, then forks workers on request.
 
 The CLI starts it with ``python -c`` (see pool.Template) and talks to it over a Unix socket. For each worker the
 CLI sends one end of a fresh socket pair and a number; the template forks, the child serves jobs on that socket
@@ -70,14 +70,13 @@ def _optimizer_classes(torch) -> list[type]:
 
 
 def serve(control: socket.socket) -> None:
-    """Fork a worker for each job the CLI sends; report each worker's pid and exit code."""
+    """Fork a worker each time the CLI asks; report each worker's pid and exit code."""
     messages = Connection(os.dup(control.fileno()))
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake select() through the wakeup fd
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the CLI's to handle; it closes the socket
-    children: dict[int, int] = {}  # pid -> job number
+    children: dict[int, int] = {}  # pid -> worker number
     while True:
         ready, _, _ = select.select([control, wake_read], [], [])
         if wake_read in ready:
@@ -140,6 +139,7 @@ def _become_worker(jobs_fd: int, template_fds: list[int]) -> None:
 
 
 def main(control_fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the CLI's to handle: it stops the template
     control = socket.socket(fileno=control_fd)
     warm_up()
     serve(control)

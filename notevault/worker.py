@@ -1,4 +1,6 @@
-"""Runs one session's blocks inside a forked worker process, like notebook cells in one namespace.
+"""Runs jobs inside a forked worker process: each job's blocks in one fresh namespace, like notebook cells.
+
+A worker serves job after job for as long as none leaves a trace the next could see (leaks.py).
 
 This module is imported by the CLI process too (for Task and Job), so it must not import torch at the top:
 torch comes from the warm worker template (notevault.warm) that the worker was forked from.
