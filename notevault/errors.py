@@ -29,5 +29,9 @@ class ConfigError(UsageError):
     """``notevault.yaml`` or ``.obsidian`` settings that cannot be used."""
 
 
+class SetupError(UsageError):
+    """The Python environment cannot run blocks (torch missing or broken): exit status 2."""
+
+
 class NoteError(NotevaultError):
     """A note that cannot be read or parsed (encoding, front matter)."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from .errors import SetupError
 from .results import BlockResult
 from .worker import Job
 
@@ -48,6 +49,7 @@ class Template:
         self.messages = Connection(os.dup(ours.fileno()))
         self._numbers = 0
         self.gone = False
+        self.ready = False  # it has forked a worker: torch imported fine
 
     @property
     def alive(self) -> bool:
@@ -76,7 +78,12 @@ class Template:
                 events.append(self.messages.recv())
         except (EOFError, OSError) as exc:
             self.gone = True
+            if not self.ready:
+                status = self.process.wait()
+                raise SetupError(f"the worker template could not start (exit status {status}): "
+                                 "its error is printed above; is torch installed?") from exc
             raise TemplateGone("the worker template exited") from exc
+        self.ready = self.ready or any(kind == "started" for kind, _, _ in events)
         return events
 
     def close(self) -> None:
@@ -135,7 +142,7 @@ def _signal_name(code: int) -> str:
 def crash_reason(exitcode: int | None) -> str:
     """Why a worker ended without finishing, in words a user can act on."""
     if exitcode is None:
-        return "worker vanished"
+        return "worker vanished: the worker template died"
     if exitcode < 0:
         name = _signal_name(-exitcode)
         meaning = {"SIGSEGV": "segmentation fault", "SIGKILL": "killed (out of memory?)",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from conftest import make_vault
@@ -219,3 +221,12 @@ def test_bad_tag_and_unclosed_fence_fail_without_running(tmp_path):
     assert blocks["n.md", "L1"].error.startswith("bad tag: option timeout=x must be a number")
     assert blocks["n.md", "L5"].error == "the code fence is never closed"
     assert [f.rule for f in report.notes[0].lint] == ["bad-tag", "unclosed-fence"]
+
+
+def test_the_cli_process_never_imports_torch(tmp_path):
+    root = make_vault(tmp_path, {"n.md": fence("print(torch.ones(2).sum().item())")})
+    script = ("import sys\nfrom notevault.cli import main\nstatus = main(['run', sys.argv[1]])\n"
+              "print(status, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 False"
+    assert "2.0" in (root / "n.md").read_text()

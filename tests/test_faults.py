@@ -139,3 +139,27 @@ def test_nothing_is_written_outside_the_vault(tmp_path):
     assert [f.rule for f in by_note["link.md"].lint] == ["outside-vault"]
     pngs = [p.relative_to(root).as_posix() for p in root.rglob("*.png")]
     assert pngs == ["n-block-1.png"]  # id ".." is sanitised; the attachment folder outside the vault is refused
+
+
+def test_a_dead_worker_template_fails_the_running_note_and_the_rest_still_run(tmp_path):
+    killer = "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)  # the template forked us\ntime.sleep(10)"
+    root = make_vault(tmp_path, {"a.md": fence(killer), "b.md": fence("print('b ran')")})
+    report = execute(Vault(root), [root], RunOptions(write=False, jobs=1))
+    a, b = (note.blocks[0] for note in report.notes)
+    assert (a.status, a.error) == ("failed", "worker vanished: the worker template died")
+    assert (b.status, b.output) == ("passed", "b ran\n")
+
+
+def test_a_broken_torch_install_is_one_clear_error(tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "torch.py").write_text("raise ImportError('this torch is broken')\n")
+    root = make_vault(tmp_path / "vault", {"n.md": fence("print(1)")})
+    env = {**os.environ, "PYTHONPATH": str(fake)}
+    done = subprocess.run([sys.executable, "-m", "notevault", "run", str(root)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 2
+    assert "ImportError: this torch is broken" in done.stderr
+    assert done.stderr.rstrip().endswith("notevault: error: the worker template could not start (exit status 1): "
+                                         "its error is printed above; is torch installed?")
+    assert (root / "n.md").read_text() == fence("print(1)")
