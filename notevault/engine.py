@@ -36,6 +36,7 @@ from .worker import Job, Task
 from .writer import (
     Layout,
     attachment_dir,
+    figure_folder,
     remove_attachments,
     splice_results,
     stored_result,
@@ -313,6 +314,7 @@ def write_back(vault: Vault, planner: Planner, plan: _NotePlan, results: dict[st
     """Splice results into the note as it is on disk now; return warnings. An edit made meanwhile wins."""
     warnings: list[str] = []
     original = plan.note.raw() if plan.note else None
+    layout = replace(layout, figure_folder=figure_folder(vault, plan.rel))
     for _attempt in range(3):
         try:
             data = plan.path.read_bytes()

@@ -8,10 +8,12 @@ other byte of the note is kept: edits are splices at character offsets of the ra
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from .note import BOM, LINE_BREAK, Fence, Note
 from .results import BlockResult
@@ -23,7 +25,7 @@ STATUS_OF_TYPE = {"success": "passed", "failure": "failed", "warning": "skipped"
 TITLE = re.compile(
     r"\[!(?P<type>\w+)\][+-]? (?P<id>\S+) · (?P<status>\w+)(?: · (?P<device>\w+) · (?P<seconds>[\d.]+) s)?"
 )
-EMBED = re.compile(r"!\[\[(?P<name>[^\]|]+)(?:\|[^\]]*)?\]\]")
+EMBED = re.compile(r"!\[\[(?P<name>[^\]|]+)(?:\|[^\]]*)?\]\]|!\[[^\]]*\]\((?P<path>[^)\s]+\.png)\)")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Layout:
 
     fold_lines: int = 20
     max_output_lines: int = 200
+    figure_folder: str | None = None  # None: embed figures as ![[name]]; else markdown links ![](folder + name)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ def stored_result(note: Note, fence: Fence, offsets: list[int] | None = None) ->
     start, stop = offsets[first], offsets[end]
     if stop == len(note.text) and not LINE_BREAK.search(note.lines[end - 1]):
         start -= len(LINE_BREAK.search(note.lines[first - 1]).group())  # we added the fence line's ending
-    figures = tuple(m["name"] for line in note.lines[first:end] for m in EMBED.finditer(line))
+    figures = tuple(m["name"] or posixpath.basename(unquote(m["path"]))
+                    for line in note.lines[first:end] for m in EMBED.finditer(line))
     seconds = float(title["seconds"]) if title["seconds"] else 0.0
     return StoredResult(marker["id"], marker["hash"], STATUS_OF_TYPE.get(title["type"], "failed"),
                         title["device"], seconds, start, stop, figures)
@@ -118,6 +122,31 @@ def figure_name(note: Note, result: BlockResult, index: int) -> str:
     return f"{stem}-{block}-{index + 1}.png"
 
 
+def _embed(name: str, layout: Layout) -> str:
+    if layout.figure_folder is None:
+        return f"![[{name}]]"
+    return f"![]({quote(layout.figure_folder + name)})"
+
+
+def figure_folder(vault: Vault, note_rel: str) -> str | None:
+    """How a note links its figures, as Obsidian would write a new link (useMarkdownLinks, newLinkFormat).
+
+    None for wikilink embeds; else the path prefix of a markdown link: relative to the note, from the vault
+    root ("absolute"), or nothing ("shortest": figure names are unique, so the name alone resolves).
+    """
+    settings = vault.settings
+    if not settings.use_markdown_links:
+        return None
+    if settings.new_link_format == "shortest":
+        return ""
+    folder = attachment_dir(vault, note_rel).relative_to(vault.root.resolve()).as_posix()
+    folder = "" if folder == "." else folder
+    if settings.new_link_format == "relative":
+        folder = posixpath.relpath(folder or ".", posixpath.dirname(note_rel) or ".")
+        folder = "" if folder == "." else folder
+    return folder + "/" if folder else ""
+
+
 def render_callout(note: Note, fence: Fence, result: BlockResult, layout: Layout, *, output_option: str | None,
                    separator: bool) -> list[str]:
     """The lines (without prefix or line ending) of a result callout."""
@@ -137,7 +166,7 @@ def render_callout(note: Note, fence: Fence, result: BlockResult, layout: Layout
                 shapes = f", shapes {result.formula.shapes[0]} vs {result.formula.shapes[1]}"
             body.append(f"formula {result.formula.id or ''}: max abs err {result.formula.max_abs_err:.3g}, "
                         f"max rel err {result.formula.max_rel_err:.3g}{shapes}")
-        body += [f"![[{figure_name(note, result, i)}]]" for i in range(len(result.figures))]
+        body += [_embed(figure_name(note, result, i), layout) for i in range(len(result.figures))]
     fold = ""
     if output_option == "fold" or (output_option is None and len(body) > layout.fold_lines):
         fold = "-"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import FIXTURES, SEEDS, make_vault
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -229,6 +231,34 @@ def test_figures_go_to_the_attachment_folder_and_clean_removes_them(tmp_path):
     clean_notes(Vault(root), [root])
     assert not figure.exists()
     assert (root / "notes" / "Loss curve.md").read_text() == f"```python run id=plot\n{code}\n```\n"
+
+
+@pytest.mark.parametrize(("link_format", "embed"), [
+    ("shortest", "![](Loss-curve-plot-1.png)"),
+    ("relative", "![](../assets/Loss-curve-plot-1.png)"),
+    ("absolute", "![](assets/Loss-curve-plot-1.png)"),
+])
+def test_figures_are_markdown_links_when_obsidian_writes_markdown_links(tmp_path, link_format, embed):
+    code = "import matplotlib.pyplot as plt\nlines = plt.plot([1, 2, 3])"
+    original = f"```python run id=plot\n{code}\n```\n"
+    root = make_vault(tmp_path, {"my notes/Loss curve.md": original},
+                      app={"attachmentFolderPath": "assets", "useMarkdownLinks": True, "newLinkFormat": link_format})
+    run_vault(root)
+    note = (root / "my notes" / "Loss curve.md").read_text()
+    assert f"> {embed}\n" in note
+    from notevault.lint import Linter
+
+    assert Linter(Vault(root)).lint(root / "my notes" / "Loss curve.md") == []  # the link resolves
+    run_vault(root, force=True)
+    again = (root / "my notes" / "Loss curve.md").read_text()
+    timing = re.compile(r" · [\d.]+ s")
+    assert timing.sub("", again) == timing.sub("", note)  # the old figure link is found and replaced
+    assert [p.name for p in (root / "assets").iterdir()] == ["Loss-curve-plot-1.png"]
+    from notevault.writer import clean_notes
+
+    clean_notes(Vault(root), [root])
+    assert not list((root / "assets").iterdir())
+    assert (root / "my notes" / "Loss curve.md").read_text() == original
 
 
 def test_planner_hash_is_what_the_marker_stores(tmp_path):
