@@ -32,7 +32,7 @@ from .pool import WorkerPool, template
 from .results import BlockResult, NoteReport, Report
 from .tags import FORMULA_REF
 from .vault import Vault
-from .worker import Job, Task
+from .worker import NO_CUDA, Job, Task
 from .writer import (
     Layout,
     attachment_dir,
@@ -228,6 +228,11 @@ class Planner:
         cuda = _cuda_present() if task.device != "cpu" else False
         return _sha(task.hash, task.device, str(cuda), _versions())
 
+    @staticmethod
+    def _still_holds(status: str, task: Task) -> bool:
+        """A stored pass is current; so is a device=cuda skip on a machine that still has no CUDA."""
+        return status == "passed" or (status == "skipped" and task.device == "cuda" and not _cuda_present())
+
     def reuse(self, plan: _NotePlan) -> None:
         """Fill in results that need no run: current results stored in the note, then the cache."""
         if self.options.force:
@@ -237,10 +242,11 @@ class Planner:
                 continue
             if self.options.write:
                 stored = stored_result(plan.note, planned.fence)
-                if stored and stored.hash == planned.hash and stored.status == "passed":
+                if stored and stored.hash == planned.hash and self._still_holds(stored.status, planned.task):
                     planned.result = BlockResult(
                         id=planned.task.id, line=planned.task.line, kind=planned.task.kind, status=stored.status,
-                        hash=planned.hash, cached=True, device=stored.device, seconds=stored.seconds)
+                        hash=planned.hash, cached=True, device=stored.device, seconds=stored.seconds,
+                        error=NO_CUDA if stored.status == "skipped" else None)
                     planned.from_note = True
                     continue
             cached = self.cache.get(self.cache_key(planned.task))
@@ -399,7 +405,8 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
         report.lint = linter.lint(plan.path) if linter else sorted(plan.problems, key=lambda f: (f.line, f.col))
         if options.write and plan.note is not None:
             to_write = {p.hash: r for p, r in zip(plan.blocks, results, strict=True) if not p.from_note}
-            report.warnings += write_back(vault, planner, plan, to_write, layout)
+            if to_write:
+                report.warnings += write_back(vault, planner, plan, to_write, layout)
         if on_note:
             on_note(report)
 

@@ -25,6 +25,7 @@ from .results import BlockResult, FormulaResult
 
 MAX_OUTPUT_BYTES = 1 << 20  # a block printing 50 MB must not flood the note or the parent
 MAX_VALUE_CHARS = 10_000
+NO_CUDA = "CUDA is not available here"
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def seed_everything(seed: int) -> None:
 def _run_task(task: Task, device, namespace: dict, output: _Output) -> BlockResult:
     base = BlockResult(id=task.id, line=task.line, kind=task.kind, status="passed", hash=task.hash)
     if device is None:
-        return BlockResult(**{**base.__dict__, "status": "skipped", "error": "CUDA is not available here"})
+        return BlockResult(**{**base.__dict__, "status": "skipped", "error": NO_CUDA})
     namespace["device"] = device
     seed_everything(task.seed)
     output.begin()

@@ -163,6 +163,21 @@ def test_fresh_clone_with_current_results_runs_nothing(tmp_path):
     assert report.notes[0].blocks[0].cached and (root / "n.md").read_bytes() == written
 
 
+@pytest.mark.skipif(os.path.exists("/dev/nvidiactl"), reason="this machine may have CUDA")
+def test_fresh_clone_without_cuda_keeps_a_stored_cuda_skip_without_running_it(tmp_path):
+    root = make_vault(tmp_path, {"n.md": "```python run device=cuda\nprint(1)\n```\n"})
+    run_vault(root)
+    written = (root / "n.md").read_bytes()
+    assert b"[!warning] L1 \xc2\xb7 skipped" in written
+    import shutil
+
+    shutil.rmtree(root / ".notevault")
+    block = run_vault(root).notes[0].blocks[0]
+    assert (block.status, block.cached, block.error) == ("skipped", True, "CUDA is not available here")
+    assert (root / "n.md").read_bytes() == written
+    assert not (root / ".notevault").exists()  # nothing ran, so nothing was remembered
+
+
 def test_an_edit_made_while_blocks_run_wins(tmp_path):
     text = ("```python run id=slow\nimport time\ntime.sleep(2)\n```\n\n"
             "```python run id=kept isolated\nprint('kept')\n```\n\nend\n")
