@@ -171,13 +171,14 @@ class ProgressDisplay:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.failures = 0
+        self.blocks = 0
         self.console = Console(file=self.stream)
         self.bar: Progress | None = None
         if enabled and self.console.is_terminal:
-            self.bar = Progress(TextColumn("[bold]notevault"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                console=self.console, transient=True)
-            self.task = self.bar.add_task("notes", total=total, status="")
+            self.bar = Progress(TextColumn("[bold]notevault"), BarColumn(complete_style="green"),
+                                MofNCompleteColumn(), TextColumn("notes · {task.fields[status]}"),
+                                TimeElapsedColumn(), console=self.console, transient=True)
+            self.task = self.bar.add_task("notes", total=total, status="0 blocks")
 
     def __enter__(self) -> ProgressDisplay:
         if self.bar:
@@ -191,9 +192,14 @@ class ProgressDisplay:
     def note_done(self, note: NoteReport) -> None:
         failed = sum(1 for b in note.blocks if b.status == "failed")
         self.failures += failed
+        self.blocks += len(note.blocks)
         if self.bar:
-            self.bar.update(self.task, advance=1, status=f"{self.failures} failed")
+            status = f"{self.blocks} blocks" + (f" · [red]{self.failures} failed" if self.failures else "")
+            self.bar.update(self.task, advance=1, status=status)
+            if self.failures:
+                self.bar.columns[1].complete_style = "red"
         elif self.enabled and note.blocks:
             cached = sum(1 for b in note.blocks if b.cached)
-            self.stream.write(f"{note.path}: {len(note.blocks)} blocks, {failed} failed, {cached} cached\n")
+            blocks = f"{len(note.blocks)} block" + ("s" if len(note.blocks) != 1 else "")
+            self.stream.write(f"{note.path}: {blocks}, {failed} failed, {cached} cached\n")
             self.stream.flush()

@@ -104,3 +104,44 @@ def test_output_file_and_text_summary(small_vault, capsys):
     ]
     assert out.splitlines()[-1].startswith(
         "2 notes · 3 blocks: 1 passed, 1 failed, 0 skipped, 1 stale (3 cached) · lint: 1 errors, 0 warnings, 0 info")
+
+
+def _notes_for_progress():
+    from notevault.results import BlockResult, NoteReport
+
+    def block(status, cached=False):
+        return BlockResult(id="b", line=1, kind="run", status=status, hash="h", cached=cached)
+
+    return [NoteReport("a.md", [block("passed"), block("passed", cached=True)]), NoteReport("b.md", [block("failed")])]
+
+
+def test_progress_without_a_terminal_is_one_plain_line_per_note():
+    import io
+
+    from notevault.report import ProgressDisplay
+
+    stream = io.StringIO()
+    with ProgressDisplay(2, stream=stream) as progress:
+        for note in _notes_for_progress():
+            progress.note_done(note)
+    assert stream.getvalue() == ("a.md: 2 blocks, 0 failed, 1 cached\n"
+                                 "b.md: 1 block, 1 failed, 0 cached\n")
+
+
+def test_progress_bar_on_a_terminal_counts_notes_blocks_and_failures():
+    import os
+
+    from notevault.report import ProgressDisplay
+
+    master, replica = os.openpty()
+    with os.fdopen(replica, "w") as stream:
+        with ProgressDisplay(2, stream=stream) as progress:
+            for note in _notes_for_progress():
+                progress.note_done(note)
+                progress.bar.refresh()
+        stream.flush()
+        screen = os.read(master, 65536).decode()
+    os.close(master)
+    plain = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen)
+    assert "1/2 notes · 2 blocks" in plain
+    assert "2/2 notes · 3 blocks · 1 failed" in plain
