@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -49,11 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     lint = commands.add_parser("lint", help="static checks only: template sections, links, tags")
     _common(lint, runs=False)
     lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    watch.add_argument("--format", choices=("text", "json"), default="text",
+                       help="text, or json: one SPEC §7 report per run, each on one line")
     clean = commands.add_parser("clean", help="remove result callouts and their figure files")
     clean.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    clean.add_argument("--format", choices=("text", "json"), default="text")
     tangle = commands.add_parser("tangle", help="export tagged blocks as runnable '# %%%%' scripts")
     tangle.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     tangle.add_argument("--out", type=Path, metavar="DIR", help="folder for the scripts (default: next to notes)")
+    tangle.add_argument("--format", choices=("text", "json"), default="text")
     formulas = commands.add_parser("formulas", help="list display formulas and what a check must bind")
     formulas.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     formulas.add_argument("--format", choices=("text", "json"), default="text")
@@ -99,12 +104,21 @@ def _lint(args: argparse.Namespace) -> int:
     return _report_and_exit_status(report, args, strict=args.strict)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _clean(args: argparse.Namespace) -> int:
     from .vault import Vault
     from .writer import clean_notes
 
-    for line in clean_notes(Vault.discover(args.paths[0]), args.paths):
-        print(line)
+    cleaned = clean_notes(Vault.discover(args.paths[0]), args.paths)
+    if args.format == "json":
+        notes = [{"path": c.path, "results_removed": c.results, "figures_removed": c.figures} for c in cleaned]
+        print(json.dumps({"version": 1, "notes": notes}, ensure_ascii=False, indent=2))
+    else:
+        for c in cleaned:
+            print(f"cleaned {c.path} ({_count(c.results, 'result')}, {_count(c.figures, 'figure')} removed)")
     return 0
 
 
@@ -115,7 +129,7 @@ def _watch(args: argparse.Namespace) -> int:
 
     vault = Vault.discover(args.path)
     options = RunOptions(device=args.device, jobs=args.jobs, timeout=args.timeout)
-    watch(vault, args.path, options, debounce=args.debounce)
+    watch(vault, args.path, options, debounce=args.debounce, fmt=args.format)
     return 0
 
 
@@ -123,8 +137,13 @@ def _tangle(args: argparse.Namespace) -> int:
     from .tangle import tangle_notes
     from .vault import Vault
 
-    for path in tangle_notes(Vault.discover(args.paths[0]), args.paths, args.out):
-        print(path)
+    written = tangle_notes(Vault.discover(args.paths[0]), args.paths, args.out)
+    if args.format == "json":
+        notes = [{"path": note, "script": script} for note, script in written]
+        print(json.dumps({"version": 1, "notes": notes}, ensure_ascii=False, indent=2))
+    else:
+        for _, script in written:
+            print(script)
     return 0
 
 

@@ -25,7 +25,8 @@ def block_json(block: BlockResult) -> dict:
             "error": block.error, "formula": formula}
 
 
-def to_json(report: Report) -> str:
+def to_json(report: Report, *, indent: int | None = 2) -> str:
+    """SPEC §7; with ``indent=None`` on one line (watch prints one report per run)."""
     data = {
         "version": 1,
         "summary": report.summary(),
@@ -39,7 +40,7 @@ def to_json(report: Report) -> str:
             for note in report.notes
         ],
     }
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    return json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
 
 
 def to_junit(report: Report) -> str:

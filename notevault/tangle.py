@@ -82,8 +82,8 @@ def tangle_note(vault: Vault, note: Note, path: Path) -> str:
     return prelude + "\n\n" + "\n\n".join(cells)
 
 
-def tangle_notes(vault: Vault, paths: list[Path], out: Path | None = None) -> list[str]:
-    """Write one script per note that has tagged blocks; return the paths written."""
+def tangle_notes(vault: Vault, paths: list[Path], out: Path | None = None) -> list[tuple[str, str]]:
+    """Write one script per note that has tagged blocks; return (note, script) paths, as shown to the user."""
     written = []
     for path in vault.notes(paths):
         note = vault.note(vault.relative(path))
@@ -93,5 +93,5 @@ def tangle_notes(vault: Vault, paths: list[Path], out: Path | None = None) -> li
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{path.stem}.py"
         target.write_text(tangle_note(vault, note, path), encoding="utf-8")
-        written.append(os.path.relpath(target))
+        written.append((os.path.relpath(path), os.path.relpath(target)))
     return written

@@ -22,7 +22,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from .engine import RunOptions, display_path, execute
-from .results import NoteReport
+from .report import to_json
+from .results import NoteReport, Report
 from .vault import IGNORED_DIRS, Vault
 
 
@@ -115,8 +116,9 @@ class Watcher:
     """Runs notes as they are saved until ``stop()`` (or Ctrl-C in ``watch``)."""
 
     def __init__(self, vault: Vault, path: Path, options: RunOptions, *, debounce: float = 0.2,
-                 out: IO[str] | None = None) -> None:
+                 out: IO[str] | None = None, fmt: str = "text") -> None:
         self.vault = vault
+        self.fmt = fmt  # json: one report per run on stdout, one line each; the rest goes to stderr
         self.scope = path.resolve()
         self.options = options
         self.debounce = debounce
@@ -129,8 +131,9 @@ class Watcher:
         self._stop.set()
 
     def _say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        out = sys.stderr if self.fmt == "json" else self.out
+        out.write(text + "\n")
+        out.flush()
 
     def run_notes(self, notes: list[Path]) -> None:
         started = time.perf_counter()
@@ -140,9 +143,14 @@ class Watcher:
         reports: list[NoteReport] = []
         execute(self.vault, notes, self.options, on_note=reports.append)
         seconds = time.perf_counter() - started
-        by_path = {report.path: report for report in reports}
         for note in notes:
             self.written[note] = _digest(note)
+        if self.fmt == "json":
+            self.out.write(to_json(Report(reports, seconds), indent=None))
+            self.out.flush()
+            return
+        by_path = {report.path: report for report in reports}
+        for note in notes:
             report = by_path.get(display_path(note))
             if report is not None and (report.blocks or report.warnings):
                 self._say(_line(report, seconds))
@@ -171,13 +179,13 @@ class Watcher:
             observer.join(timeout=5)
 
 
-def watch(vault: Vault, path: Path, options: RunOptions, *, debounce: float = 0.2) -> None:
+def watch(vault: Vault, path: Path, options: RunOptions, *, debounce: float = 0.2, fmt: str = "text") -> None:
     """``notevault watch``: run what changed on every save until Ctrl-C (or SIGTERM)."""
-    watcher = Watcher(vault, path, options, debounce=debounce)
+    watcher = Watcher(vault, path, options, debounce=debounce, fmt=fmt)
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
     watcher.run_notes(vault.notes([path]))  # bring everything up to date first
     try:
         watcher.loop()
     except KeyboardInterrupt:
         pass
-    watcher.out.write("stopped\n")
+    watcher._say("stopped")

@@ -268,17 +268,25 @@ def remove_attachments(vault: Vault, note_rel: str, names: list[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def clean_notes(vault: Vault, paths: list[Path]) -> list[str]:
-    """``notevault clean``: remove every result callout and its figure files; return what changed."""
+@dataclass(frozen=True)
+class Cleaned:
+    path: str  # as shown to the user, relative to the current folder
+    results: int  # result callouts removed
+    figures: int  # figure files removed
+
+
+def clean_notes(vault: Vault, paths: list[Path]) -> list[Cleaned]:
+    """``notevault clean``: remove every result callout and its figure files; return the notes changed."""
     changed = []
     for path in vault.notes(paths):
         note = vault.note(vault.relative(path))
         if not isinstance(note, Note):
             continue
+        results = sum(1 for fence in note.blocks if stored_result(note, fence))
         text, figures = remove_results(note)
         if text == note.raw():
             continue
         write_atomic(path, text)
         remove_attachments(vault, vault.relative(path), figures)
-        changed.append(f"cleaned {os.path.relpath(path)} ({len(figures)} figures removed)")
+        changed.append(Cleaned(os.path.relpath(path), results, len(figures)))
     return changed

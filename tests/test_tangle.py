@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -54,3 +55,10 @@ def test_tangled_script_reproduces_the_notes_outputs(tmp_path, capsys, monkeypat
     printed = ran.stdout.replace("raised as expected: ZeroDivisionError: division by zero\n", "")
     assert printed == expected
     assert "checked\n" in printed and printed.startswith("x: [")
+
+
+def test_tangle_format_json_names_each_note_and_its_script(tmp_path, capsys, monkeypatch):
+    root = make_vault(tmp_path / "v", {"a.md": "```python run\nprint(1)\n```\n", "b.md": "no blocks\n"})
+    monkeypatch.chdir(tmp_path)
+    assert main(["tangle", str(root), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"version": 1, "notes": [{"path": "v/a.md", "script": "v/a.py"}]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,10 +16,10 @@ from conftest import make_vault
 
 
 class WatchProcess:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *options: str, stderr=subprocess.STDOUT) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "notevault", "watch", str(root), "--debounce", "0.3"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            [sys.executable, "-m", "notevault", "watch", str(root), "--debounce", "0.3", *options],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -134,3 +135,19 @@ def test_ctrl_c_stops_cleanly_with_no_worker_left(watcher):
         time.sleep(0.1)
     assert alive() == []
     assert note.read_text() == "```python run\nimport time\ntime.sleep(30)\n```\n"  # nothing half-written
+
+
+def test_format_json_prints_one_report_per_run_on_stdout(tmp_path):
+    root = make_vault(tmp_path / "vault", {"start.md": "```python run\nprint('hi')\n```\n"})
+    process = WatchProcess(root, "--format", "json", stderr=subprocess.DEVNULL)
+    try:
+        process.wait_for(lambda: process.lines)
+        (root / "second.md").write_text("```python run id=two\n1 / 0\n```\n")
+        process.wait_for(lambda: len(process.lines) >= 2)
+        first, second = (json.loads(line) for line in process.lines[:2])
+        assert [n["path"] for n in first["notes"]] == [os.path.relpath(root / "start.md")]
+        assert first["summary"]["passed"] == 1
+        assert [(n["path"], [(b["id"], b["status"], b["error"]) for b in n["blocks"]]) for n in second["notes"]] == [
+            (os.path.relpath(root / "second.md"), [("two", "failed", "ZeroDivisionError: division by zero")])]
+    finally:
+        os.killpg(process.process.pid, signal.SIGKILL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -292,3 +293,22 @@ def test_traceback_lines_match_the_written_note(tmp_path):
     frame = next(line for line in lines if 'File "' in line)
     number = int(frame.split("line ")[1].split(",")[0])
     assert lines[number - 1] == "1 / 0"  # the frame points at the line as the note now reads
+
+
+def test_clean_reports_what_it_removed_as_text_or_json(tmp_path, capsys, monkeypatch):
+    from notevault.cli import main
+
+    note = ("```python run\nprint(1)\n```\n\n"
+            "```python run\nimport matplotlib.pyplot as plt\nlines = plt.plot([1])\n```\n")
+    root = make_vault(tmp_path / "v", {"n.md": note, "untouched.md": "# nothing to clean\n"})
+    monkeypatch.chdir(tmp_path)
+    run_vault(root)
+    capsys.readouterr()
+    assert main(["clean", "v", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "version": 1, "notes": [{"path": "v/n.md", "results_removed": 2, "figures_removed": 1}]}
+    assert (root / "n.md").read_text() == note
+    run_vault(root)
+    capsys.readouterr()
+    assert main(["clean", "v"]) == 0
+    assert capsys.readouterr().out == "cleaned v/n.md (2 results, 1 figure removed)\n"
