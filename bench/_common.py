@@ -95,6 +95,19 @@ def median_of(runs: int, measure) -> tuple[float, float]:
     return statistics.median(r[0] for r in results), max(r[1] for r in results)
 
 
+def interleaved(runs: int, **measures) -> dict[str, tuple[float, float]]:
+    """Median seconds and peak MB of each measure, taken in rounds (A B C, A B C, …).
+
+    This machine drifts by ±20% over minutes; measuring in rounds keeps the drift out of the ratios.
+    """
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in measures}
+    for _ in range(runs):
+        for name, measure in measures.items():
+            samples[name].append(measure())
+    return {name: (statistics.median(s for s, _ in results), max(mb for _, mb in results))
+            for name, results in samples.items()}
+
+
 def emit(name: str, rows: list[tuple[str, str]]) -> None:
     """Print a figure table, and leave it as JSON for bench/all."""
     print(f"\n## {name}")

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import emit, make_run_vault, median_of, timed
+from _common import emit, interleaved, make_run_vault, median_of, timed
 
 FLOOR = r"""
 import sys, json, torch
@@ -62,8 +62,27 @@ def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
         floor_script.write_text(FLOOR)
         one_script.write_text(ONE_NOTE)
 
-        floor_s, floor_mb = median_of(runs, lambda: timed([sys.executable, str(floor_script), str(work / "all.json")]))
+        def floor():
+            return timed([sys.executable, str(floor_script), str(work / "all.json")])
+
+        def cold(folder: str = "cold", settings: str = ""):
+            vault = tmp_path / folder
+            if vault.exists():
+                shutil.rmtree(vault)
+            shutil.copytree(template, vault)
+            if settings:
+                (vault / "notevault.yaml").write_text(settings)
+            return timed([sys.executable, "-m", "notevault", "run", str(vault)])
+
+        measured = interleaved(runs, floor=floor, cold=cold,
+                               strict=lambda: cold("strict", "isolation: process\n"))
+        (floor_s, floor_mb), (cold_s, cold_mb), (strict_s, _) = measured["floor"], measured["cold"], measured["strict"]
         rows.append(("floor: one process, torch once, exec()", f"{floor_s:.2f} s, peak {floor_mb:.0f} MB"))
+        rows.append(("notevault run, cold (no cache, no results)",
+                     f"{cold_s:.2f} s ({cold_s / floor_s:.2f}× the floor), peak per process {cold_mb:.0f} MB "
+                     f"({cold_mb / floor_mb:.2f}×)"))
+        rows.append(("notevault run, cold, isolation: process (a fork per note)",
+                     f"{strict_s:.2f} s ({strict_s / floor_s:.2f}× the floor)"))
 
         def per_note():
             import time
@@ -78,29 +97,6 @@ def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
             s, mb = median_of(1, per_note)
             rows.append(("one process per note", f"{s:.2f} s ({s / floor_s:.1f}×), peak {mb:.0f} MB"))
 
-        def cold():
-            vault = tmp_path / "cold"
-            if vault.exists():
-                shutil.rmtree(vault)
-            shutil.copytree(template, vault)
-            return timed([sys.executable, "-m", "notevault", "run", str(vault)])
-
-        cold_s, cold_mb = median_of(runs, cold)
-        rows.append(("notevault run, cold (no cache, no results)",
-                     f"{cold_s:.2f} s ({cold_s / floor_s:.2f}× the floor), peak per process {cold_mb:.0f} MB "
-                     f"({cold_mb / floor_mb:.2f}×)"))
-
-        def cold_process_isolation():
-            vault = tmp_path / "strict"
-            if vault.exists():
-                shutil.rmtree(vault)
-            shutil.copytree(template, vault)
-            (vault / "notevault.yaml").write_text("isolation: process\n")
-            return timed([sys.executable, "-m", "notevault", "run", str(vault)])
-
-        strict_s, _ = median_of(runs, cold_process_isolation)
-        rows.append(("notevault run, cold, isolation: process (a fork per note)",
-                     f"{strict_s:.2f} s ({strict_s / floor_s:.2f}× the floor)"))
         cached_s, _ = median_of(runs, lambda: timed([sys.executable, "-m", "notevault", "run", str(tmp_path / "cold")]))
         rows.append(("notevault run, everything current", f"{cached_s:.2f} s"))
         check_s, _ = median_of(runs, lambda: timed([sys.executable, "-m", "notevault", "check",
@@ -147,10 +143,11 @@ def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--notes", type=int, action="append")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     for notes in args.notes or [20, 100]:
-        emit(f"run: {notes} notes × 5 small torch blocks (median of {args.runs})", measure(notes, False, args.runs))
+        emit(f"run: {notes} notes × 5 small torch blocks (median of {args.runs}, taken in rounds)",
+             measure(notes, False, args.runs))
     emit("run: 20 notes × (5 small + 1 training loop of 200 steps)", measure(20, True, args.runs))
 
 
