@@ -327,8 +327,11 @@ def write_back(vault: Vault, planner: Planner, plan: _NotePlan, results: dict[st
             text, bom = decode(data, plan.path)
         except (OSError, NoteError) as exc:
             return [f"results not written: {exc}"]
-        note = parse_note(text, plan.path, bom=bom)
-        hashed = planner.hashes(note, plan.rel)
+        if plan.note is not None and text == plan.note.text and bool(bom) == bool(plan.note.bom):
+            note, hashed = plan.note, [(p.fence, p.hash) for p in plan.blocks]  # untouched since planned
+        else:
+            note = parse_note(text, plan.path, bom=bom)
+            hashed = planner.hashes(note, plan.rel)
         present = {h for _, h in hashed}
         if note.raw() != original:
             dropped = [r.id for h, r in results.items() if h not in present]

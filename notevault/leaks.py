@@ -4,14 +4,16 @@ Forking a fresh worker for every note isolates notes completely, but costs ≈30
 copy-on-write faults of a 300 MB process): more than the blocks themselves. So a worker runs note after note, each
 in a fresh namespace, for as long as no note changed state that the next one could see. A note leaks when it:
 
-- imports a module the worker did not have (its module-level state would be shared), leaves a thread or an alarm
-  running, starts a process (it may outlive the note), or loads native code through ctypes;
+- imports a package the worker did not have, its own or a third party's (the module-level state would be shared;
+  the standard library and more of an already loaded package, such as torch's lazily imported parts, are fine),
+  leaves a thread or an alarm running, starts a process (it may outlive the note), or loads native code through
+  ctypes;
 - changes a process-wide setting: torch's default dtype or device, grad mode, threads, determinism, print options
   and backend flags; numpy's error handling and print options; the environment, sys.path, signal handlers,
   warning filters, logging, the recursion limit, a trace or profile function;
 - rebinds an attribute of a module or class that is not its own: found in the code (``F.softmax = …``,
   ``setattr``, ``vars(…)[…] =``) and while it runs (an audit hook sees every class attribute set);
-- calls an API that registers something process-wide (global module hooks, custom operators, ``atexit``).
+- calls an API that registers something process-wide (global module hooks, custom operators, KL rules).
 
 A leak (or a failed block) retires the worker; the next note gets a freshly forked one. ``isolation: process`` in
 notevault.yaml forks a fresh worker for every note instead.

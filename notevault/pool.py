@@ -177,6 +177,7 @@ class WorkerPool:
                 busy = [w for w in workers.values() if w.run is not None]
                 self._wait(template_, busy)
                 self._note_events(template_, workers)
+                finished: list[_Run] = []
                 for worker in busy:
                     self._drain(worker, on_result)
                     run = worker.run
@@ -184,13 +185,16 @@ class WorkerPool:
                         worker.run = None
                         if not run.reusable:
                             self._retire(worker, workers)
-                        on_done(run.job, [run.results[i] for i in range(len(run.job.tasks))])
+                        finished.append(run)
                     elif worker.exited or (worker.pid is not None and self._timed_out(run)):
                         self._fail_unfinished(worker, run)
                         self._retire(worker, workers)
-                        on_done(run.job, [run.results[i] for i in range(len(run.job.tasks))])
+                        finished.append(run)
                 for worker in [w for w in workers.values() if w.run is None and w.exited]:
                     self._retire(worker, workers)
+                self._assign(template_, pending, workers)  # before on_done: workers need not wait for write-back
+                for run in finished:
+                    on_done(run.job, [run.results[i] for i in range(len(run.job.tasks))])
         finally:
             for worker in list(workers.values()):
                 self._retire(worker, workers)
