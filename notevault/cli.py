@@ -13,7 +13,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import UsageError
-from .report import FORMATS, ProgressDisplay, print_terminal, render
+from .report import FORMATS, ProgressDisplay, plural, print_terminal, render
 from .results import Report
 
 
@@ -104,10 +104,6 @@ def _lint(args: argparse.Namespace) -> int:
     return _report_and_exit_status(report, args, strict=args.strict)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def _clean(args: argparse.Namespace) -> int:
     from .vault import Vault
     from .writer import clean_notes
@@ -118,7 +114,7 @@ def _clean(args: argparse.Namespace) -> int:
         print(json.dumps({"version": 1, "notes": notes}, ensure_ascii=False, indent=2))
     else:
         for c in cleaned:
-            print(f"cleaned {c.path} ({_count(c.results, 'result')}, {_count(c.figures, 'figure')} removed)")
+            print(f"cleaned {c.path} ({plural(c.results, 'result')}, {plural(c.figures, 'figure')} removed)")
     return 0
 
 

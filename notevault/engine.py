@@ -327,7 +327,7 @@ def write_back(vault: Vault, planner: Planner, plan: _NotePlan, results: dict[st
             text, bom = decode(data, plan.path)
         except (OSError, NoteError) as exc:
             return [f"results not written: {exc}"]
-        if plan.note is not None and text == plan.note.text and bool(bom) == bool(plan.note.bom):
+        if plan.note is not None and (text, bom) == (plan.note.text, plan.note.bom):
             note, hashed = plan.note, [(p.fence, p.hash) for p in plan.blocks]  # untouched since planned
         else:
             note = parse_note(text, plan.path, bom=bom)

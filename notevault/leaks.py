@@ -47,6 +47,7 @@ GLOBAL_CALLS = {
 }
 # Builtins that reach past the namespace (only as plain calls: ``model.eval()`` is not ``eval()``).
 BUILTIN_CALLS = {"setattr", "delattr", "globals", "exec", "eval", "vars", "__import__"}
+PLAIN_CALLS = BUILTIN_CALLS | GLOBAL_CALLS
 
 
 def settings() -> dict[str, object]:
@@ -97,7 +98,7 @@ def code_leaks(code: str, namespace: dict) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            if isinstance(node.func, ast.Name) and node.func.id in BUILTIN_CALLS | GLOBAL_CALLS:
+            if isinstance(node.func, ast.Name) and node.func.id in PLAIN_CALLS:
                 found.append(f"calls {node.func.id}()")
             elif isinstance(node.func, ast.Attribute) and node.func.attr in GLOBAL_CALLS:
                 found.append(f"calls {node.func.attr}()")
@@ -179,4 +180,3 @@ class StateWatch:
         if threading.active_count() > 1:
             found.append("leaves a thread running")
         return found
-

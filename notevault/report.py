@@ -165,6 +165,11 @@ def render(report: Report, fmt: str) -> str:
     return RENDERERS[fmt](report)
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 block``, ``2 blocks``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 class ProgressDisplay:
     """A progress bar on a terminal; one plain line per note otherwise (CI logs stay readable)."""
 
@@ -201,6 +206,5 @@ class ProgressDisplay:
                 self.bar.columns[1].complete_style = "red"
         elif self.enabled and note.blocks:
             cached = sum(1 for b in note.blocks if b.cached)
-            blocks = f"{len(note.blocks)} block" + ("s" if len(note.blocks) != 1 else "")
-            self.stream.write(f"{note.path}: {blocks}, {failed} failed, {cached} cached\n")
+            self.stream.write(f"{note.path}: {plural(len(note.blocks), 'block')}, {failed} failed, {cached} cached\n")
             self.stream.flush()

@@ -139,12 +139,10 @@ def figure_folder(vault: Vault, note_rel: str) -> str | None:
         return None
     if settings.new_link_format == "shortest":
         return ""
-    folder = attachment_dir(vault, note_rel).relative_to(vault.root.resolve()).as_posix()
-    folder = "" if folder == "." else folder
+    folder = attachment_dir(vault, note_rel).relative_to(vault.root.resolve()).as_posix()  # "." is the root
     if settings.new_link_format == "relative":
-        folder = posixpath.relpath(folder or ".", posixpath.dirname(note_rel) or ".")
-        folder = "" if folder == "." else folder
-    return folder + "/" if folder else ""
+        folder = posixpath.relpath(folder, posixpath.dirname(note_rel) or ".")
+    return "" if folder == "." else folder + "/"
 
 
 def render_callout(note: Note, fence: Fence, result: BlockResult, layout: Layout, *, output_option: str | None,
