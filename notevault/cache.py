@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from .files import write_atomic
 from .results import BlockResult
-from .writer import write_atomic
 
 CACHE_FILE = Path(".notevault") / "cache.jsonl"
 COMPACT_AT = 1000  # lines; compact when fewer than half of them are still current

@@ -86,11 +86,15 @@ def _run(args: argparse.Namespace, *, write: bool) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    vault = Vault.discover(args.paths[0])
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    vault = Vault.of_paths(args.paths)
     frozen = getattr(args, "frozen", False)
+    if frozen and args.force:
+        raise UsageError("--frozen runs nothing and --force runs everything: give one of them")
     options = RunOptions(device=args.device, jobs=args.jobs, timeout=args.timeout, force=args.force,
                          write=write, lint=not write, frozen=frozen)
-    notes = vault.notes(args.paths)
+    notes = vault.notes(args.paths, templates=False).notes
     with ProgressDisplay(len(notes), enabled=args.format == "text" or args.output is not None) as progress:
         report = execute(vault, args.paths, options, on_note=progress.note_done)
     return _report_and_exit_status(report, args, strict=getattr(args, "strict", False))
@@ -100,7 +104,7 @@ def _lint(args: argparse.Namespace) -> int:
     from .lint import lint_paths
     from .vault import Vault
 
-    report = lint_paths(Vault.discover(args.paths[0]), args.paths)
+    report = lint_paths(Vault.of_paths(args.paths), args.paths)
     return _report_and_exit_status(report, args, strict=args.strict)
 
 
@@ -108,7 +112,7 @@ def _clean(args: argparse.Namespace) -> int:
     from .vault import Vault
     from .writer import clean_notes
 
-    cleaned = clean_notes(Vault.discover(args.paths[0]), args.paths)
+    cleaned = clean_notes(Vault.of_paths(args.paths), args.paths)
     if args.format == "json":
         notes = [{"path": c.path, "results_removed": c.results, "figures_removed": c.figures} for c in cleaned]
         print(json.dumps({"version": 1, "notes": notes}, ensure_ascii=False, indent=2))
@@ -133,7 +137,7 @@ def _tangle(args: argparse.Namespace) -> int:
     from .tangle import tangle_notes
     from .vault import Vault
 
-    written = tangle_notes(Vault.discover(args.paths[0]), args.paths, args.out)
+    written = tangle_notes(Vault.of_paths(args.paths), args.paths, args.out)
     if args.format == "json":
         notes = [{"path": note, "script": script} for note, script in written]
         print(json.dumps({"version": 1, "notes": notes}, ensure_ascii=False, indent=2))
@@ -147,7 +151,7 @@ def _formulas(args: argparse.Namespace) -> int:
     from .formula import list_formulas
     from .vault import Vault
 
-    sys.stdout.write(list_formulas(Vault.discover(args.paths[0]), args.paths, args.format))
+    sys.stdout.write(list_formulas(Vault.of_paths(args.paths), args.paths, args.format))
     return 0
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .findings import SEVERITIES
+from .findings import SEVERITIES, Finding
 
 RULES = {
     "broken-link": "error",
     "bad-tag": "error",
+    "duplicate-id": "error",
     "unknown-formula": "error",
     "unclosed-fence": "error",
     "front-matter": "error",
@@ -24,7 +25,6 @@ RULES = {
     "remote-link": "info",
 }
 DEVICES = ("auto", "cpu", "cuda")
-ISOLATION = ("namespace", "process")
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,14 @@ class Config:
     memory_limit_mb: int | None = 8192  # per worker (address space); None: unlimited
     rules: dict[str, str] = field(default_factory=lambda: dict(RULES))
     exclude: tuple[str, ...] = ()
-    isolation: str = "namespace"  # process: a fresh worker process for every note (see leaks.py)
 
     def severity(self, rule: str) -> str:
         return self.rules.get(rule, "error")
+
+    def apply(self, findings: list[Finding]) -> list[Finding]:
+        """Findings with this vault's severities (``off`` drops them), sorted by place."""
+        kept = [replace(f, severity=self.severity(f.rule)) for f in findings if self.severity(f.rule) != "off"]
+        return sorted(kept, key=lambda f: (f.line, f.col, f.rule))
 
 
 def _positive_int(value: object) -> int:
@@ -58,12 +62,6 @@ def _positive_number(value: object) -> float:
 def _device(value: object) -> str:
     if value not in DEVICES:
         raise ValueError("must be one of " + "|".join(DEVICES))
-    return str(value)
-
-
-def _isolation(value: object) -> str:
-    if value not in ISOLATION:
-        raise ValueError("must be one of " + "|".join(ISOLATION))
     return str(value)
 
 
@@ -99,7 +97,6 @@ VAULT_KEYS = {
     "memory_limit_mb": _memory,
     "rules": _rules,
     "exclude": _globs,
-    "isolation": _isolation,
 }
 
 

@@ -745,7 +745,7 @@ def list_formulas(vault, paths: list[Path], fmt: str = "text") -> str:
     from .note import Note
 
     notes = []
-    for path in vault.notes(paths):
+    for path in vault.notes(paths).notes:
         note = vault.note(vault.relative(path))
         if not isinstance(note, Note):
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -13,8 +12,7 @@ from .errors import NoteError
 from .findings import Finding
 from .note import Note
 from .results import NoteReport, Report
-from .tags import FORMULA_REF
-from .vault import Vault
+from .vault import Vault, display_path
 
 RULE_LINE = re.compile(r"^(?:-{3,}|\*{3,}|_{3,})$")
 # "* 背景：" or "- Key Definition 1:" — a label waiting for text after its colon.
@@ -101,6 +99,27 @@ def template_findings(note: Note, template: Template) -> list[Finding]:
     return findings
 
 
+def block_findings(vault: Vault, note: Note, rel: str) -> list[Finding]:
+    """What keeps a note's blocks from running as written: broken front matter, unclosed fences, bad tags,
+    unknown formulas, duplicate ids. ``run`` reports these; ``lint`` reports them with the rest."""
+    findings = list(note.problems)
+    _, problems = note_settings(note.front_matter)
+    findings.extend(Finding("front-matter", "error", 1, 1, message) for message in problems)
+    seen: dict[str, int] = {}
+    for block in note.blocks:
+        for error in block.tag.errors:
+            findings.append(Finding("bad-tag", "error", block.span.line, 1,
+                                    f"bad tag on ```{block.fence.info}: {error}"))
+        if block.tag.formula and vault.formula(note, rel, block.tag.formula) is None:
+            findings.append(Finding("unknown-formula", "error", block.span.line, 1,
+                                    f"formula={block.tag.formula}: no display formula with that ^id"))
+        if block.id in seen:
+            findings.append(Finding("duplicate-id", "error", block.span.line, 1,
+                                    f"id {block.id} is also the id of the block at line {seen[block.id]}"))
+        seen.setdefault(block.id, block.span.line)
+    return findings
+
+
 class Linter:
     """Lints notes of one vault; parses each template and linked note once."""
 
@@ -125,46 +144,16 @@ class Linter:
             raw = [Finding("unreadable", "error", note.line or 1, 1, note.message)]
         else:
             raw = self.findings(note, rel)
-        findings = []
-        for finding in raw:
-            severity = self.vault.config.severity(finding.rule)
-            if severity != "off":
-                findings.append(Finding(finding.rule, severity, finding.line, finding.col, finding.message))
-        return sorted(findings, key=lambda f: (f.line, f.col, f.rule))
+        return self.vault.config.apply(raw)
 
     def findings(self, note: Note, rel: str) -> list[Finding]:
-        findings = list(note.problems)
-        _, problems = note_settings(note.front_matter)
-        findings.extend(Finding("front-matter", "error", 1, 1, message) for message in problems)
-        findings.extend(self._tag_findings(note, rel))
+        findings = block_findings(self.vault, note, rel)
         findings.extend(self._link_findings(note, rel))
         if not self.vault.is_template(rel):
             template = match_template(note, self.templates())
             if template is not None:
                 findings.extend(template_findings(note, template))
         return findings
-
-    def _tag_findings(self, note: Note, rel: str) -> list[Finding]:
-        findings = []
-        for block in note.blocks:
-            for error in block.tag.errors:
-                findings.append(Finding("bad-tag", "error", block.span.line, 1, f"bad tag on ```{block.info}: {error}"))
-            if block.tag.formula and not self._formula_exists(block.tag.formula, rel):
-                findings.append(
-                    Finding("unknown-formula", "error", block.span.line, 1,
-                            f"formula={block.tag.formula}: no display formula with that ^id")
-                )
-        return findings
-
-    def _formula_exists(self, ref: str, rel: str) -> bool:
-        match = FORMULA_REF.match(ref)
-        target_rel = rel
-        if match and match["note"]:
-            target_rel = self.vault.resolve(match["note"], rel, wiki=True)
-            if target_rel is None:
-                return False
-        target = self.vault.note(target_rel)
-        return isinstance(target, Note) and any(m.block_id == match["id"] for m in target.maths)
 
     def _link_findings(self, note: Note, rel: str) -> list[Finding]:
         findings = []
@@ -213,12 +202,13 @@ def lint_paths(vault: Vault, paths: list[Path]) -> Report:
     """``notevault lint``: findings for every note under ``paths``."""
     started = time.perf_counter()
     linter = Linter(vault)
-    notes = [NoteReport(os.path.relpath(path), lint=linter.lint(path)) for path in vault.notes(paths)]
-    return Report(notes + outside_reports(vault), time.perf_counter() - started)
+    selection = vault.notes(paths)
+    notes = [NoteReport(display_path(path), lint=linter.lint(path)) for path in selection.notes]
+    return Report(notes + outside_reports(vault, selection.outside), time.perf_counter() - started, linted=True)
 
 
-def outside_reports(vault: Vault) -> list[NoteReport]:
-    """A report for each note the last ``vault.notes()`` left out because it links outside the vault."""
+def outside_reports(vault: Vault, outside: list[Path]) -> list[NoteReport]:
+    """A report for each note left out because it is a symbolic link to a file outside the vault."""
     message = "a symbolic link to a file outside the vault: not read, nothing written"
-    return [NoteReport(os.path.relpath(path), lint=[Finding("outside-vault", vault.config.severity("outside-vault"),
-                                                            1, 1, message)]) for path in vault.outside]
+    finding = Finding("outside-vault", "warning", 1, 1, message)
+    return [NoteReport(display_path(path), lint=vault.config.apply([finding])) for path in outside]

@@ -6,9 +6,10 @@ markdown-it tokens. Lines are 0-based half-open in ``Span`` and 1-based wherever
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -19,6 +20,7 @@ from markdown_it.token import Token
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
+from . import callout
 from .errors import NoteError
 from .findings import Finding
 from .obsidian import BLOCK_ID, CALLOUT_HEADER, TRAILING_BLOCK_ID, obsidian_plugin, split_wikilink
@@ -29,6 +31,8 @@ BOM = "\ufeff"
 LINE_BREAK = re.compile(r"\r\n?|\n")
 OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # where splitlines() disagrees
 LIST_MARKER = re.compile(r"[-*+]|\d{1,9}[.)]")
+# A figure embed notevault writes on a line of its own: ![[name.png]] or ![](path/name.png).
+FIGURE_EMBED = re.compile(r"^!\[\[(?P<name>[^\]|]+\.png)\]\]$|^!\[\]\((?P<path>[^)\s]+\.png)\)$")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,62 @@ class Fence:
 
 
 @dataclass(frozen=True)
+class ResultCallout:
+    """A result callout notevault wrote, read back from the note (see callout.py for its format)."""
+
+    id: str
+    hash: str
+    status: str
+    device: str | None
+    seconds: float | None
+    error: str | None  # the one-line summary in its title
+    span: Span  # notevault's own lines: title through its last line (and its blank separator line, if any)
+    quote: str  # the quote prefix of its lines: ">" or "> >" (inside a callout) or "  >" (in a list)
+    lines: tuple[str, ...]  # its lines without the quote
+    intact: bool  # its checksum holds: nobody edited it
+    legacy: bool  # written by notevault 0.1 (no checksum)
+    figures: tuple[str, ...]  # figure file names its embed lines name
+
+    @property
+    def body(self) -> tuple[str, ...]:
+        """The lines below title and marker."""
+        return self.lines[2:]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fence tagged ``python run``/``python check``: its id, and the result callout below it, if any."""
+
+    fence: Fence
+    id: str  # tag's id=, else L<line> counted without notevault's result callouts
+    result: ResultCallout | None
+
+    @property
+    def tag(self) -> Tag:
+        return self.fence.tag
+
+    @property
+    def span(self) -> Span:
+        return self.fence.span
+
+    @property
+    def code(self) -> str:
+        return self.fence.code
+
+    @property
+    def body_start(self) -> int:
+        return self.fence.body_start
+
+    @property
+    def closed(self) -> bool:
+        return self.fence.closed
+
+    @property
+    def prefix(self) -> str:
+        return self.fence.prefix
+
+
+@dataclass(frozen=True)
 class Math:
     latex: str
     line: int  # 1-based
@@ -118,14 +178,26 @@ class Note:
     comments: tuple[Comment, ...]
     block_ids: frozenset[str] = field(default=frozenset())
     problems: tuple[Finding, ...] = field(default=())
-
-    @property
-    def blocks(self) -> tuple[Fence, ...]:
-        """The fences tagged ``python run`` / ``python check``, in note order."""
-        return tuple(f for f in self.fences if f.tag is not None)
+    blocks: tuple[Block, ...] = field(default=())  # the tagged fences, in note order
+    orphans: tuple[ResultCallout, ...] = field(default=())  # result callouts whose block is gone or moved away
 
     def raw(self) -> str:
         return (BOM if self.bom else "") + self.text
+
+    @cached_property
+    def offsets(self) -> tuple[int, ...]:
+        """Character offset of each line's start, and of the end of the text."""
+        offsets, total = [0], 0
+        for line in self.lines:
+            total += len(line)
+            offsets.append(total)
+        return tuple(offsets)
+
+    @property
+    def results(self) -> tuple[ResultCallout, ...]:
+        """Every result callout in the note, attached or orphaned."""
+        attached = tuple(b.result for b in self.blocks if b.result is not None)
+        return tuple(sorted(attached + self.orphans, key=lambda r: r.span.start))
 
     def line_text(self, line: int) -> str:
         """The 1-based line without its ending."""
@@ -199,6 +271,8 @@ class _NoteBuilder:
         self.block_ids: set[str] = set()
         self.problems: list[Finding] = []
         self._link_cursor: dict[tuple[int, str], int] = {}
+        self.results: dict[int, ResultCallout] = {}  # by index of its blockquote_open token
+        self.attached: dict[int, int] = {}  # index of a tagged fence in self.fences -> its result's token index
 
     def build(self, bom: bool) -> Note:
         tokens = markdown().parse(self.text)
@@ -214,6 +288,8 @@ class _NoteBuilder:
                 self.headings.append((int(token.tag[1]), tokens[i + 1].content.strip(), token.map[0]))
             elif token.type == "fence":
                 self._fence(token)
+                if self.fences[-1].tag is not None:
+                    self._attach_result(tokens, i)
             elif token.type == "math_block":
                 self._math_block(token, tokens[i + 1] if i + 1 < len(tokens) else None)
             elif token.type == "inline":
@@ -236,7 +312,24 @@ class _NoteBuilder:
             comments=tuple(self.comments),
             block_ids=frozenset(self.block_ids | {m.block_id for m in self.maths if m.block_id}),
             problems=tuple(self.problems),
+            blocks=(blocks := self._blocks()),
+            orphans=tuple(r for r in self.results.values() if all(b.result is not r for b in blocks)),
         )
+
+    def _blocks(self) -> tuple[Block, ...]:
+        """Tagged fences with their result callouts and ids; ids count lines without notevault's callouts."""
+        blocks, regions = [], sorted(self.results.values(), key=lambda r: r.span.start)
+        ours_above, next_region = 0, 0
+        self.attached = {n: i for n, i in self.attached.items() if i in self.results}
+        for n, fence in enumerate(self.fences):
+            if fence.tag is None:
+                continue
+            while next_region < len(regions) and regions[next_region].span.start < fence.span.start:
+                ours_above += regions[next_region].span.end - regions[next_region].span.start
+                next_region += 1
+            result = self.results.get(self.attached[n]) if n in self.attached else None
+            blocks.append(Block(fence, fence.tag.id or f"L{fence.span.line - ours_above}", result))
+        return tuple(blocks)
 
     def _problem(self, rule: str, line: int, message: str, col: int = 1) -> None:
         self.problems.append(Finding(rule, "error", line, col, message))
@@ -268,15 +361,60 @@ class _NoteBuilder:
         self.callouts.append(
             Callout(match["type"].lower(), match["fold"], match["title"].strip(), depth, span)
         )
+        result = self._result_callout(span)
+        if result is not None:
+            self.results[i] = result
         return True
+
+    def _result_callout(self, span: Span) -> ResultCallout | None:
+        """The callout at ``span`` read as a result notevault wrote, or None if it is not one of ours."""
+        title_text = self._bare(span.start)
+        if "[!" not in title_text:
+            return None
+        quote = callout.quote_of(title_text)
+        lines = []
+        for n in range(span.start, span.end):
+            line = callout.unquote(self._bare(n), quote)
+            if line is None:
+                break  # a lazy continuation line: markdown's, not ours
+            lines.append(line)
+        title = callout.read_title(lines[0])
+        marker = callout.MARKER.match(lines[1]) if len(lines) > 1 else None
+        if title is None or marker is None or marker["id"] != title.id:
+            return None
+        length = callout.intact_length(lines, marker["sum"]) if marker["sum"] else None
+        end = span.start + (length or len(lines))
+        ours_whole = length is not None or marker["sum"] is None
+        if ours_whole and marker["sep"] and end < len(self.lines) and not self._bare(end).strip(" \t>"):
+            end += 1  # the blank line notevault put between its callout and the text below
+        ours = tuple(lines[: end - span.start]) if length else tuple(lines)
+        return ResultCallout(
+            id=marker["id"], hash=marker["hash"], status=title.status, device=title.device, seconds=title.seconds,
+            error=title.error, span=Span(span.start, end), quote=quote, lines=ours, intact=length is not None,
+            legacy=marker["sum"] is None, figures=_figures(ours),
+        )
+
+    def _attach_result(self, tokens: list[Token], i: int) -> None:
+        """A result callout belongs to the block it follows, with nothing but blank lines between.
+
+        Noted here, kept in ``_blocks`` if the blockquote turns out to be a result callout (read later).
+        """
+        fence_token = tokens[i]
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        if following is None or following.type != "blockquote_open" or following.level != fence_token.level:
+            return
+        gap = range(fence_token.map[1], following.map[0])
+        if all(not self._bare(n).strip(" \t>") for n in gap):
+            self.attached[len(self.fences) - 1] = i + 1
 
     def _fence(self, token: Token) -> None:
         start, end = token.map
         opening = self._bare(start)
         prefix = opening[: opening.find(token.markup)] if token.markup in opening else ""
         continuation = LIST_MARKER.sub(lambda m: " " * len(m.group()), prefix)
-        closing = self._bare(end - 1)[len(continuation) :].strip() if end - start >= 2 else ""
-        closed = bool(closing) and set(closing) == {token.markup[0]} and len(closing) >= len(token.markup)
+        # markdown-it's own reading: a closed fence spans its body plus the opening and closing lines.
+        body_lines = token.content.count("\n") + (1 if token.content and not token.content.endswith("\n") else 0)
+        closed = end - start == body_lines + 2
         language, tag = parse_info(token.info)
         if not closed:
             self._problem("unclosed-fence", start + 1, f"code fence {token.markup}{language} is never closed")
@@ -389,6 +527,23 @@ class _NoteBuilder:
                     break
             headings.append(Heading(level, title, Span(start, end)))
         return tuple(headings)
+
+
+def _figures(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """File names of the figure embeds notevault wrote: embed lines outside the callout's fenced output."""
+    names, fence = [], None
+    for line in lines:
+        if fence is not None:
+            if line.rstrip() == fence:
+                fence = None
+            continue
+        if line.startswith("```"):
+            fence = line[: len(line) - len(line.lstrip("`"))]
+            continue
+        match = FIGURE_EMBED.match(line)
+        if match:
+            names.append(match["name"] or posixpath.basename(unquote(match["path"])))
+    return tuple(names)
 
 
 class _ImgSources(HTMLParser):

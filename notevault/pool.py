@@ -1,15 +1,15 @@
-"""Worker processes: a warm template imports torch once, and workers forked from it run the jobs.
+"""Runs jobs in workers forked from the warm template, at most ``jobs`` at a time, one job per worker.
 
 The template (notevault.warm) is started on first use and kept for the life of the CLI process, so watch mode
-pays torch's import once; the CLI process itself never imports torch. A worker runs job after job (each note in
-a fresh namespace) until a job leaves a trace another note could see (leaks.py); then a fresh one is forked.
-A job that hangs is killed at its block's timeout; one that crashes (segfault, os._exit, out of memory) fails
-its current block and skips the rest. Either way its worker is gone, and the other jobs go on.
+pays torch's import once; the CLI process itself never imports torch. A job that hangs is killed at its block's
+timeout; one whose worker crashes (segfault, os._exit, out of memory) or sends something malformed fails its
+current block and reports the rest as not run. Either way only that job is affected; the other jobs go on.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import signal
 import socket
@@ -17,79 +17,104 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from .errors import SetupError
+from .jobs import MAX_MESSAGE_BYTES, Done, Finished, Job, ProtocolError, Started, decode
 from .results import BlockResult
-from .worker import Job
 
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from notevault.warm import main; main(int(sys.argv[2]))"
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from notevault.warm import main; "
+         "main(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))")
+HANDOVER_BYTES = 8
 
 
 class TemplateGone(Exception):
     """The worker template died (killed, or out of memory): its running jobs are lost."""
 
 
-class Template:
-    """The warm worker template process, and the socket the CLI drives it through."""
+def require_torch() -> None:
+    """Running blocks needs torch in this environment: say so in one line (exit 2) before starting anything."""
+    if importlib.util.find_spec("torch") is None:
+        raise SetupError("running blocks needs torch, which is not installed in this environment "
+                         f"({sys.executable}): install torch (pip install 'torch>=2.1')")
 
-    def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # CUDA checks through NVML: no CUDA init before fork
-        env.setdefault("MPLBACKEND", "Agg")
+
+def _template_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # CUDA checks through NVML: no CUDA init before fork
+    env.setdefault("MPLBACKEND", "Agg")
+    # FINDINGS 2026-11-23: with the template's heap in transparent huge pages a fork copies far fewer page
+    # tables (13.6 → 3.4 ms). Both must be set before the interpreter starts; the user's own settings win.
+    env.setdefault("PYTHONMALLOC", "malloc")
+    env.setdefault("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    return env
+
+
+class Template:
+    """The warm worker template process, and the sockets the CLI drives it through."""
+
+    def __init__(self, spares: int) -> None:
+        require_torch()
+        control, control_theirs = socket.socketpair()
+        handover, handover_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_parent = str(Path(__file__).resolve().parent.parent)
-        self.process = subprocess.Popen([sys.executable, "-c", _BOOT, package_parent, str(theirs.fileno())],
-                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
-        theirs.close()
-        self.socket = ours
-        self.messages = Connection(os.dup(ours.fileno()))
-        self._numbers = 0
+        fds = [control_theirs.fileno(), handover_theirs.fileno()]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, package_parent, *map(str, fds), str(spares)],
+            pass_fds=fds, stdin=subprocess.DEVNULL, env=_template_environment())
+        control_theirs.close()
+        handover_theirs.close()
+        self.control, self.handover = control, handover
+        self.events = Connection(os.dup(control.fileno()))
+        self.spares = spares
         self.gone = False
-        self.ready = False  # it has forked a worker: torch imported fine
+        self.ready = False  # it has handed over a worker: torch imported fine
 
     @property
     def alive(self) -> bool:
         return not self.gone and self.process.poll() is None
 
-    def fork(self) -> tuple[int, Connection]:
-        """Ask for a new worker; return its number and the connection that sends it jobs and brings results."""
-        self._numbers += 1
-        ours, theirs = socket.socketpair()
+    def worker(self) -> tuple[int, int, Connection]:
+        """A worker waiting for a job: its number, its pid (its process group), and its connection."""
         try:
-            socket.send_fds(self.socket, [b"W"], [theirs.fileno()])
-            self.messages.send(self._numbers)
+            self.control.sendall(b"W")
+            message, fds, _, _ = socket.recv_fds(self.handover, HANDOVER_BYTES, 1)
         except OSError as exc:
-            ours.close()
-            self.gone = True
-            raise TemplateGone(str(exc)) from exc
-        finally:
-            theirs.close()
-        return self._numbers, Connection(ours.detach())
-
-    def events(self) -> list[tuple[str, int, int]]:
-        """("started", worker number, pid) and ("exited", worker number, exit code) messages that have arrived."""
-        events = []
-        try:
-            while self.messages.poll():
-                events.append(self.messages.recv())
-        except (EOFError, OSError) as exc:
+            message, fds = b"", []
+            reason = str(exc)
+        else:
+            reason = "the worker template exited"
+        if len(message) != HANDOVER_BYTES or not fds:
             self.gone = True
             if not self.ready:
                 status = self.process.wait()
                 raise SetupError(f"the worker template could not start (exit status {status}): "
-                                 "its error is printed above; is torch installed?") from exc
+                                 "its error is printed above; is torch installed and working?")
+            raise TemplateGone(reason)
+        self.ready = True
+        number, pid = int.from_bytes(message[:4], "big", signed=True), int.from_bytes(message[4:], "big", signed=True)
+        return number, pid, Connection(fds[0])
+
+    def exits(self) -> list[tuple[int, int]]:
+        """(worker number, exit code) of the workers reaped since the last call."""
+        exits = []
+        try:
+            while self.events.poll():
+                kind, number, code = self.events.recv()
+                if kind == "exited":
+                    exits.append((number, code))
+        except (EOFError, OSError) as exc:
+            self.gone = True
             raise TemplateGone("the worker template exited") from exc
-        self.ready = self.ready or any(kind == "started" for kind, _, _ in events)
-        return events
+        return exits
 
     def close(self) -> None:
-        """Stop the template now, even mid warm-up; its workers die with it (PR_SET_PDEATHSIG)."""
-        self.messages.close()
-        self.socket.close()
+        """Stop the template now, even mid warm-up; it takes its workers with it."""
+        for closable in (self.events, self.control, self.handover):
+            closable.close()
         self.process.kill()
         self.process.wait()
 
@@ -97,39 +122,40 @@ class Template:
 _template: Template | None = None
 
 
-def template() -> Template:
+def template(spares: int = 2) -> Template:
     """The worker template, started on first use (and again if it died)."""
     global _template
     if _template is None or not _template.alive:
-        _template = Template()
+        _template = Template(spares)
         atexit.register(_template.close)
     return _template
 
 
 @dataclass
 class _Run:
-    """A job in progress on a worker."""
+    """A job in progress on its worker."""
 
+    index: int  # of the job in the list given to run()
     job: Job
-    results: dict[int, BlockResult] = field(default_factory=dict)
+    number: int
+    pid: int
+    conn: Connection
+    finished: set[int] = field(default_factory=set)
     current: int | None = None
     current_device: str | None = None
     started: float = 0.0
     deadline: float | None = None
     done: bool = False
-    reusable: bool = False
-
-
-@dataclass
-class _Worker:
-    number: int
-    kind: tuple
-    conn: Connection
-    pid: int | None = None
-    exitcode: int | None = None
-    exited: bool = False
     eof: bool = False
-    run: _Run | None = None  # None: idle
+    exit_code: int | None = None
+    exited: bool = False
+    vanished: bool = False  # the template died: this worker's exit code will never come
+    broken: str | None = None  # why its messages can no longer be trusted
+
+    @property
+    def over(self) -> bool:
+        timed_out = self.deadline is not None and time.monotonic() > self.deadline
+        return self.done or self.broken is not None or self.exited or self.vanished or timed_out
 
 
 def _signal_name(code: int) -> str:
@@ -139,168 +165,153 @@ def _signal_name(code: int) -> str:
         return f"signal {code}"
 
 
-def crash_reason(exitcode: int | None) -> str:
+def crash_reason(exit_code: int | None, exited: bool) -> str:
     """Why a worker ended without finishing, in words a user can act on."""
-    if exitcode is None:
+    if not exited:
         return "worker vanished: the worker template died"
-    if exitcode < 0:
-        name = _signal_name(-exitcode)
+    if exit_code is not None and exit_code < 0:
+        name = _signal_name(-exit_code)
         meaning = {"SIGSEGV": "segmentation fault", "SIGKILL": "killed (out of memory?)",
                    "SIGABRT": "aborted", "SIGBUS": "bus error", "SIGFPE": "arithmetic error"}.get(name, "killed")
         return f"worker crashed: {meaning} ({name})"
-    return f"worker exited with status {exitcode} before the block finished (os._exit or sys.exit in C code?)"
+    return f"worker exited with status {exit_code} before the block finished (os._exit, or sys.exit in C code?)"
 
 
-def _not_run(result_for: BlockResult, reason: str) -> BlockResult:
-    return replace(result_for, status="skipped", error=f"not run: {reason}")
-
-
-def _placeholder(job: Job, index: int) -> BlockResult:
-    task = job.tasks[index]
-    return BlockResult(id=task.id, line=task.line, kind=task.kind, status="failed", hash=task.hash)
+OnResult = Callable[[int, int, BlockResult], None]  # job index, task index, result
+OnDone = Callable[[int], None]  # job index
 
 
 class WorkerPool:
-    """Runs jobs on at most ``jobs`` workers at a time, and reports each job's results when it ends."""
+    """Runs each job in its own worker, at most ``jobs`` at a time."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = max(1, jobs)
 
-    def run(self, jobs: Iterable[Job], on_done: Callable[[Job, list[BlockResult]], None],
-            on_result: Callable[[Job, BlockResult], None] | None = None) -> None:
-        pending = deque(jobs)
-        workers: dict[int, _Worker] = {}
+    def run(self, jobs: Sequence[Job], on_result: OnResult, on_done: OnDone) -> None:
+        """Run every job; each task gets exactly one ``on_result``, then its job one ``on_done``."""
+        pending = deque(enumerate(jobs))
+        running: list[_Run] = []
         try:
-            while pending or any(w.run for w in workers.values()):
-                template_ = template()
-                self._assign(template_, pending, workers)
-                busy = [w for w in workers.values() if w.run is not None]
-                self._wait(template_, busy)
-                self._note_events(template_, workers)
-                finished: list[_Run] = []
-                for worker in busy:
-                    self._drain(worker, on_result)
-                    run = worker.run
-                    if run.done:
-                        worker.run = None
-                        if not run.reusable:
-                            self._retire(worker, workers)
-                        finished.append(run)
-                    elif worker.exited or (worker.pid is not None and self._timed_out(run)):
-                        self._fail_unfinished(worker, run)
-                        self._retire(worker, workers)
-                        finished.append(run)
-                for worker in [w for w in workers.values() if w.run is None and w.exited]:
-                    self._retire(worker, workers)
-                self._assign(template_, pending, workers)  # before on_done: workers need not wait for write-back
-                for run in finished:
-                    on_done(run.job, [run.results[i] for i in range(len(run.job.tasks))])
+            while pending or running:
+                template_ = template(self.jobs)
+                self._start(template_, pending, running)
+                self._wait(template_, running)
+                self._note_exits(template_, running)
+                for run in list(running):
+                    self._drain(run, on_result)
+                    if run.over:
+                        if not run.done:
+                            self._fail_unfinished(run, on_result)
+                        self._stop(run)
+                        running.remove(run)
+                        self._start(template_, pending, running)  # before on_done: no worker waits for write-back
+                        on_done(run.index)
         finally:
-            for worker in list(workers.values()):
-                self._retire(worker, workers)
+            for run in running:
+                self._stop(run)
 
-    def _assign(self, template_: Template, pending: deque[Job], workers: dict[int, _Worker]) -> None:
-        """Hand pending jobs to idle workers of their kind, forking new ones while there is room."""
-        while pending:
-            job = pending[0]
-            idle = [w for w in workers.values() if w.run is None and not w.exited]
-            worker = next((w for w in idle if w.kind == job.worker_kind), None)
-            if worker is None:
-                if len(workers) >= self.jobs and idle:
-                    self._retire(idle[0], workers)  # an idle worker of another kind makes room
-                if len(workers) >= self.jobs:
-                    return
-                try:
-                    number, conn = template_.fork()
-                except TemplateGone:
-                    return  # a new template is started on the next pass
-                worker = workers[number] = _Worker(number, job.worker_kind, conn)
+    def _start(self, template_: Template, pending: deque[tuple[int, Job]], running: list[_Run]) -> None:
+        while pending and len(running) < self.jobs:
+            index, job = pending[0]
             try:
-                worker.conn.send(job)
+                number, pid, conn = template_.worker()
+            except TemplateGone:
+                return  # a new template is started on the next pass
+            try:
+                conn.send(job)
             except OSError:
-                worker.exited = True  # it died while idle: retired on this pass, the job goes to another
-                continue
-            worker.run = _Run(job)
+                conn.close()
+                continue  # that worker died while waiting: the job goes to the next one
             pending.popleft()
+            # Until its first block starts, the first block's limit also covers the job's set-up.
+            running.append(_Run(index, job, number, pid, conn, deadline=time.monotonic() + job.tasks[0].timeout))
 
     @staticmethod
-    def _wait(template_: Template, busy: list[_Worker]) -> None:
-        deadlines = [w.run.deadline for w in busy if w.run.deadline is not None]
+    def _wait(template_: Template, running: list[_Run]) -> None:
+        deadlines = [r.deadline for r in running if r.deadline is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        wait([template_.messages] + [w.conn for w in busy if not w.eof], timeout=timeout)
+        if any(r.eof and not (r.exited or r.vanished) for r in running):
+            timeout = 0.05 if timeout is None else min(timeout, 0.05)  # its exit code is on its way
+        wait([template_.events] + [r.conn for r in running if not r.eof], timeout=timeout)
 
     @staticmethod
-    def _note_events(template_: Template, workers: dict[int, _Worker]) -> None:
+    def _note_exits(template_: Template, running: list[_Run]) -> None:
         try:
-            events = template_.events()
+            exits = dict(template_.exits())
         except TemplateGone:
-            for worker in workers.values():
-                worker.exited = True  # exit code unknown: reported as "worker vanished"
+            for run in running:
+                run.vanished = True
             return
-        for kind, number, value in events:
-            worker = workers.get(number)
-            if worker is None:
-                continue  # already retired
-            if kind == "started":
-                worker.pid = value
-            else:
-                worker.exited, worker.exitcode = True, value
+        for run in running:
+            if run.number in exits:
+                run.exited, run.exit_code = True, exits[run.number]
 
     @staticmethod
-    def _drain(worker: _Worker, on_result: Callable[[Job, BlockResult], None] | None) -> None:
-        run = worker.run
-        while not run.done and not worker.eof:
+    def _drain(run: _Run, on_result: OnResult) -> None:
+        while not run.done and not run.eof and not run.broken:
             try:
-                if not worker.conn.poll():
+                if not run.conn.poll():
                     return
-                message = worker.conn.recv()
+                payload = run.conn.recv_bytes(MAX_MESSAGE_BYTES)
             except (EOFError, OSError):
-                worker.eof = True
+                run.eof = True
                 return
-            if message[0] == "start":
-                run.current, run.current_device = message[1], message[2]
+            try:
+                message = decode(payload, run.job)
+            except ProtocolError as exc:
+                run.broken = f"worker sent a malformed message ({exc})"
+                return
+            if isinstance(message, Started):
+                run.current, run.current_device = message.task, message.device
                 run.started = time.monotonic()
-                run.deadline = run.started + run.job.tasks[run.current].timeout
-            elif message[0] == "result":
-                run.results[message[1]] = message[2]
+                run.deadline = run.started + run.job.tasks[message.task].timeout
+            elif isinstance(message, Finished):
+                if message.task in run.finished:
+                    run.broken = f"worker sent a second result for task {message.task}"
+                    return
+                run.finished.add(message.task)
                 run.current, run.deadline = None, None
-                if on_result is not None:
-                    on_result(run.job, message[2])
-            elif message[0] == "done":
-                run.done, run.reusable = True, message[1]
+                on_result(run.index, message.task, message.result)
+            elif isinstance(message, Done):
+                if len(run.finished) != len(run.job.tasks):
+                    run.broken = "worker said it was done before every block had a result"
+                    return
+                run.done = True
 
     @staticmethod
-    def _timed_out(run: _Run) -> bool:
-        return run.deadline is not None and time.monotonic() > run.deadline
-
-    def _fail_unfinished(self, worker: _Worker, run: _Run) -> None:
-        """The worker timed out or died mid-job: fail the block it was on, and mark the rest not run."""
-        if worker.exited:
-            reason = crash_reason(worker.exitcode)
+    def _fail_unfinished(run: _Run, on_result: OnResult) -> None:
+        """The worker timed out, died or broke the protocol mid-job: fail its current block, skip the rest."""
+        if run.broken:
+            reason = run.broken
+        elif run.eof or run.exited or run.vanished:
+            reason = crash_reason(run.exit_code, run.exited)
         else:
-            reason = f"timed out after {run.job.tasks[run.current].timeout:g} s"
-        failed_at = run.current if run.current is not None else len(run.results)
-        for index in range(len(run.job.tasks)):
-            if index in run.results:
+            limit = run.job.tasks[run.current if run.current is not None else 0].timeout
+            reason = f"timed out after {limit:g} s"
+        failed_at = run.current if run.current is not None else min(
+            (i for i in range(len(run.job.tasks)) if i not in run.finished), default=None)
+        for index, task in enumerate(run.job.tasks):
+            if index in run.finished:
                 continue
             if index == failed_at:
                 elapsed = time.monotonic() - run.started if run.current is not None else 0.0
-                run.results[index] = replace(_placeholder(run.job, index), error=reason,
-                                             device=run.current_device, seconds=elapsed)
+                result = BlockResult(id="", line=0, kind=task.kind, status="failed", hash="", error=reason,
+                                     device=run.current_device if run.current is not None else None,
+                                     seconds=elapsed)
             else:
-                blocker = run.job.tasks[failed_at].id if failed_at < len(run.job.tasks) else "?"
-                run.results[index] = _not_run(_placeholder(run.job, index), f"block {blocker} did not finish")
+                blocker = run.job.tasks[failed_at].id if failed_at is not None else "?"
+                result = BlockResult(id="", line=0, kind=task.kind, status="skipped", hash="",
+                                     error=f"not run: block {blocker} did not finish")
+            on_result(run.index, index, result)
 
     @staticmethod
-    def _retire(worker: _Worker, workers: dict[int, _Worker]) -> None:
-        """Kill the worker's process group (it called setsid), which also takes what a snippet forked.
+    def _stop(run: _Run) -> None:
+        """Kill the worker's process group (it called setsid), which also takes what a snippet started.
 
         Not waited for: the template reaps its children.
         """
-        if worker.pid is not None:
-            try:
-                os.killpg(worker.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        worker.conn.close()
-        workers.pop(worker.number, None)
+        try:
+            os.killpg(run.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        run.conn.close()

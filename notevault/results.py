@@ -6,7 +6,8 @@ Plain data, so the worker can send it, the cache can store it, and the writer an
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass, field, replace
+import binascii
+from dataclasses import asdict, dataclass, field, fields
 
 from .findings import Finding
 
@@ -27,7 +28,7 @@ class BlockResult:
     line: int
     kind: str  # run | check
     status: str  # passed | failed | skipped | stale
-    hash: str  # what produced it: the block's source hash (see engine.block_hash)
+    hash: str  # what its callout's marker says: the block's inputs and how it is shown (see plan.py)
     cached: bool = False
     device: str | None = None
     seconds: float = 0.0
@@ -45,17 +46,39 @@ class BlockResult:
 
     @classmethod
     def from_json(cls, data: dict) -> BlockResult:
+        """Read back what ``to_json`` wrote (from the cache or a worker), checking every field's type."""
+        if not isinstance(data, dict):
+            raise TypeError("a block result is a JSON object")
         data = dict(data)
-        data["figures"] = tuple(base64.b64decode(png) for png in data.get("figures", ()))
-        if data.get("formula"):
+        try:
+            data["figures"] = tuple(base64.b64decode(png, validate=True) for png in data.get("figures", ()))
+        except binascii.Error as exc:
+            raise ValueError(f"figure is not base64: {exc}") from None
+        if data.get("formula") is not None:
             formula = dict(data["formula"])
-            if formula.get("shapes"):
+            if formula.get("shapes") is not None:
                 formula["shapes"] = tuple(formula["shapes"])
             data["formula"] = FormulaResult(**formula)
-        return cls(**data)
+            _check_types(data["formula"], FORMULA_TYPES)
+        result = cls(**data)
+        _check_types(result, RESULT_TYPES)
+        return result
 
-    def as_cached(self) -> BlockResult:
-        return replace(self, cached=True)
+
+RESULT_TYPES = {
+    "id": str, "line": int, "kind": str, "status": str, "hash": str, "cached": bool, "device": (str, type(None)),
+    "seconds": (int, float), "error": (str, type(None)), "output": str, "value": (str, type(None)),
+    "traceback": (str, type(None)), "figures": tuple, "formula": (FormulaResult, type(None)),
+}
+FORMULA_TYPES = {"id": (str, type(None)), "max_abs_err": (int, float, type(None)),
+                 "max_rel_err": (int, float, type(None)), "shapes": (tuple, type(None))}
+
+
+def _check_types(value: object, types: dict[str, type | tuple[type, ...]]) -> None:
+    for f in fields(value):  # type: ignore[arg-type]
+        item = getattr(value, f.name)
+        if not isinstance(item, types[f.name]) or (isinstance(item, bool) and types[f.name] is not bool):
+            raise TypeError(f"{f.name} has the wrong type ({type(item).__name__})")
 
 
 @dataclass
@@ -70,6 +93,7 @@ class NoteReport:
 class Report:
     notes: list[NoteReport] = field(default_factory=list)
     seconds: float = 0.0
+    linted: bool = False  # lint ran (lint, check): its counts are the vault's findings, not only run problems
 
     def count(self, status: str) -> int:
         return sum(1 for n in self.notes for b in n.blocks if b.status == status)

@@ -85,7 +85,7 @@ def tangle_note(vault: Vault, note: Note, path: Path) -> str:
 def tangle_notes(vault: Vault, paths: list[Path], out: Path | None = None) -> list[tuple[str, str]]:
     """Write one script per note that has tagged blocks; return (note, script) paths, as shown to the user."""
     written = []
-    for path in vault.notes(paths):
+    for path in vault.notes(paths).notes:
         note = vault.note(vault.relative(path))
         if not isinstance(note, Note) or not note.blocks:
             continue

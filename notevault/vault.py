@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 from .config import Config, load_config
 from .errors import ConfigError, NoteError, UsageError
 from .note import Note, read_note
+from .tags import FORMULA_REF
 
-IGNORED_DIRS = frozenset({".obsidian", ".trash", ".git", ".notevault"})
 CONFIG_FILE = "notevault.yaml"
 
 
@@ -28,14 +28,39 @@ class ObsidianSettings:
     templates_folder: str | None = None
 
 
+def ignored(name: str) -> bool:
+    """Obsidian leaves out dot-files and dot-folders (.obsidian, .git, .venv, .trash, our .notevault …)."""
+    return name.startswith(".")
+
+
 def find_root(path: Path) -> Path:
-    """The nearest folder at or above ``path`` holding ``.obsidian/``; without one, the given folder."""
-    start = path.resolve()
-    folder = start if start.is_dir() else start.parent
+    """The nearest folder at or above ``path`` holding ``.obsidian/``; without one, the given folder.
+
+    Walked up from the path as given, not from where a symbolic link points: a link to outside the vault
+    belongs to the vault it sits in (which then refuses it), never to the folder it points into.
+    """
+    start = Path(os.path.abspath(path))
+    folder = start if start.is_dir() and not start.is_symlink() else start.parent
     for candidate in (folder, *folder.parents):
         if (candidate / ".obsidian").is_dir():
             return candidate
     return folder
+
+
+def display_path(path: Path | str) -> str:
+    """Paths in reports are relative to the current folder (SPEC §7)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The notes a command works on, and the ones it must leave alone (links to files outside the vault)."""
+
+    notes: list[Path]
+    outside: list[Path]
 
 
 def _read_json(path: Path) -> dict:
@@ -66,33 +91,53 @@ class Vault:
     """A vault root with its settings and an index of its files (paths relative to the root, posix form)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = Path(os.path.abspath(root))
+        self.real_root = self.root.resolve()  # where its files really are: nothing outside is read or written
         self.settings = read_obsidian_settings(root)
         self.config: Config = load_config(root / CONFIG_FILE)
         self.files: list[str] = []
         self.by_name: dict[str, list[str]] = defaultdict(list)
         self._parsed: dict[str, Note | NoteError] = {}
-        self.outside: list[Path] = []  # notes left out by the last notes() call: links to outside the vault
         self._index()
 
     @classmethod
     def discover(cls, path: Path) -> Vault:
-        if not path.exists():
+        if not os.path.lexists(path):
             raise UsageError(f"no such file or folder: {path}")
         return cls(find_root(path))
 
+    @classmethod
+    def of_paths(cls, paths: list[Path]) -> Vault:
+        """The one vault holding every path; a usage error if they span two vaults (never dropped silently)."""
+        vault = cls.discover(paths[0])
+        for path in paths[1:]:
+            if not os.path.lexists(path):
+                raise UsageError(f"no such file or folder: {path}")
+            other = find_root(path)
+            if other != vault.root:
+                raise UsageError(f"{path} is in another vault ({display_path(other)}) than {paths[0]} "
+                                 f"({display_path(vault.root)}): run notevault once per vault")
+        return vault
+
     def _index(self) -> None:
         for folder, dirs, files in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
+            dirs[:] = sorted(d for d in dirs if not ignored(d))
             rel_folder = Path(folder).relative_to(self.root).as_posix()
             for name in sorted(files):
+                if ignored(name):
+                    continue
                 rel = name if rel_folder == "." else f"{rel_folder}/{name}"
                 self.files.append(rel)
                 self.by_name[name.casefold()].append(rel)
         self._file_set = {f.casefold(): f for f in self.files}
 
     def relative(self, path: Path) -> str:
-        return path.resolve().relative_to(self.root).as_posix()
+        """The vault-relative posix path of a note found by ``notes()`` (or of any path inside the vault)."""
+        absolute = Path(os.path.abspath(path))
+        try:
+            return absolute.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.resolve().relative_to(self.real_root).as_posix()
 
     def is_excluded(self, rel: str) -> bool:
         return any(fnmatch.fnmatch(rel, pattern) for pattern in self.config.exclude)
@@ -101,35 +146,34 @@ class Vault:
         folder = self.settings.templates_folder
         return bool(folder) and (rel == folder or rel.startswith(folder + "/"))
 
-    def notes(self, paths: list[Path]) -> list[Path]:
-        """The ``.md`` notes under the given files and folders, sorted, without ignored folders.
+    def notes(self, paths: list[Path], *, templates: bool = True) -> Selection:
+        """The ``.md`` notes under the given files and folders, in vault path order.
 
-        A note that is a symbolic link to a file outside the vault is left out (see ``outside``): notevault
-        never reads or writes outside the vault.
+        Dot-folders and ``exclude`` patterns are left out, and with ``templates=False`` the templates folder
+        (running a template would put results into every note made from it). A note that is a symbolic link to
+        a file outside the vault is listed in ``outside``: notevault never reads or writes outside the vault.
         """
         found: dict[str, Path] = {}
-        root = self.root.resolve()
-        self.outside = []
+        outside: list[Path] = []
         for path in paths:
-            if not path.exists():
+            if not os.path.lexists(path):
                 raise UsageError(f"no such file or folder: {path}")
-            resolved = path.resolve()
-            if resolved.is_file():
-                if resolved.is_relative_to(root):
-                    found[str(resolved)] = resolved
-                else:
-                    self.outside.append(path)
-                continue
-            for rel in self.files:
-                if not rel.endswith(".md") or self.is_excluded(rel):
+            given = Path(os.path.abspath(path))
+            if not given.is_relative_to(self.root):
+                raise UsageError(f"{path} is not inside the vault at {display_path(self.root)}")
+            rels = [given.relative_to(self.root).as_posix()] if not given.is_dir() else [
+                rel for rel in self.files
+                if rel.endswith(".md") and (given == self.root or (self.root / rel).is_relative_to(given))
+                and not self.is_excluded(rel)]
+            for rel in rels:
+                if not templates and self.is_template(rel):
                     continue
-                candidate = (self.root / rel).resolve()
-                if not candidate.is_relative_to(root):
-                    if (self.root / rel).is_relative_to(resolved):
-                        self.outside.append(self.root / rel)
-                elif candidate.is_relative_to(resolved):
-                    found[str(candidate)] = candidate
-        return [found[key] for key in sorted(found)]
+                note = self.root / rel
+                if not note.resolve().is_relative_to(self.real_root):
+                    outside.append(note)
+                elif note.is_file():
+                    found[rel] = note
+        return Selection([found[rel] for rel in sorted(found)], outside)
 
     def templates(self) -> list[Path]:
         folder = self.settings.templates_folder
@@ -145,6 +189,19 @@ class Vault:
             except NoteError as exc:
                 self._parsed[rel] = exc
         return self._parsed[rel]
+
+    def formula(self, note: Note, rel: str, ref: str) -> str | None:
+        """The LaTeX of the display formula ``ref`` names (``ID`` in the note, ``Note#^ID`` in another)."""
+        match = FORMULA_REF.match(ref)
+        if not match:
+            return None
+        target: Note | NoteError | None = note
+        if match["note"]:
+            target_rel = self.resolve(match["note"], rel, wiki=True)
+            target = self.note(target_rel) if target_rel else None
+        if not isinstance(target, Note):
+            return None
+        return next((m.latex for m in target.maths if m.block_id == match["id"]), None)
 
     def forget(self, rel: str) -> None:
         """Drop a parsed note so the next ``note()`` reads the file again (it changed on disk)."""

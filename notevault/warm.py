@@ -1,12 +1,13 @@
-"""The worker template: a process that imports torch once, warms it up, then forks workers on request.
+"""The worker template: a process that imports torch once, warms it up, and keeps workers forked ahead of need.
 
-The CLI starts it with ``python -c`` (see pool.Template) and talks to it over a Unix socket. For each worker the
-CLI sends one end of a fresh socket pair and a number; the template forks, the child serves jobs on that socket
-(worker.serve), and the template tells the CLI the child's pid ("started") and, once it has reaped it, its exit
-code ("exited"). The template exits when the CLI closes the socket.
+The CLI starts it with ``python -c`` (see pool.Template). Every job runs in a fresh fork of this process, so no
+job can see what another did. Forking costs the template ≈ 4–14 ms of CPU (FINDINGS, 2026-11-23), so it forks
+*before* it is asked: it keeps ``spares`` workers waiting, hands one to the CLI the moment the CLI sends ``W`` (its
+socket travels over the hand-over socket with SCM_RIGHTS), then forks the next spare while that job runs. A run,
+and above all a save in watch mode, never waits for a fork.
 
-We fork ourselves rather than use multiprocessing's forkserver: its per-process start (pickled preparation data,
-re-running the main script, bootstrap, a join per child) cost ≈10 ms of the CLI's time per worker.
+Events go back on the control socket: ("exited", worker number, exit code) once a worker is reaped. When the CLI
+goes away the template kills every worker's process group (what a snippet started too) and exits.
 
 FINDINGS: import torch, torch.optim and torch._dynamo before forking (the first optimizer imports dynamo,
 ≈1 s), and warm up with ONE thread: a multi-threaded op before fork can deadlock children in libgomp.
@@ -21,8 +22,12 @@ import os
 import select
 import signal
 import socket
+import struct
 import traceback
+from collections import deque
 from multiprocessing.connection import Connection
+
+HANDOVER = struct.Struct("!ii")  # worker number, pid
 
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
@@ -44,7 +49,6 @@ def warm_up() -> None:
     except ImportError:  # pragma: no cover
         pass
     from notevault import formula  # noqa: F401
-    from notevault.leaks import remember_shared_classes
     from notevault.worker import seed_everything
 
     torch.set_num_threads(1)
@@ -52,13 +56,13 @@ def warm_up() -> None:
     x = torch.randn(8, 4, requires_grad=True)
     torch.nn.functional.batch_norm(x, None, None, training=True).sum().backward()
     torch.optim.Adam([x]).step()
-    for optimizer in _optimizer_classes(torch):  # the first of each class patches its step(): a leak in a worker
+    torch.softmax(x, -1)
+    for optimizer in _optimizer_classes(torch):  # the first of each class patches its step(): once, here
         try:
             optimizer([x])
         except (TypeError, ValueError, RuntimeError):
             pass
-    remember_shared_classes()
-    # Everything imported so far lives as long as the template: keep the garbage collector away from it, so
+    # Everything made so far lives as long as the template: keep the garbage collector away from it, so
     # forked workers do not copy those pages just by collecting (copy-on-write faults are a fork's main cost).
     gc.freeze()
 
@@ -69,43 +73,85 @@ def _optimizer_classes(torch) -> list[type]:
             if isinstance(value, type) and issubclass(value, base) and value is not base]
 
 
-def serve(control: socket.socket) -> None:
-    """Fork a worker each time the CLI asks; report each worker's pid and exit code."""
-    messages = Connection(os.dup(control.fileno()))
+class _Spares:
+    """Workers forked ahead of need, each waiting on its own socket for a job."""
+
+    def __init__(self, wanted: int, keep_fds: list[int]) -> None:
+        self.wanted = max(1, wanted)
+        self.keep_fds = keep_fds  # the template's own descriptors: closed in every child
+        self.waiting: deque[tuple[int, int, socket.socket]] = deque()  # (number, pid, our end)
+        self.children: dict[int, int] = {}  # pid -> worker number, until reaped
+        self.numbers = 0
+
+    def fill(self) -> None:
+        while len(self.waiting) < self.wanted:
+            self.fork()
+
+    def fork(self) -> None:
+        ours, theirs = socket.socketpair()
+        self.numbers += 1
+        pid = os.fork()
+        if pid == 0:
+            _become_worker(theirs.fileno(), self.keep_fds + [ours.fileno()] + [s.fileno() for *_, s in self.waiting])
+        theirs.close()
+        self.children[pid] = self.numbers
+        self.waiting.append((self.numbers, pid, ours))
+
+    def take(self) -> tuple[int, int, socket.socket]:
+        if not self.waiting:
+            self.fork()
+        return self.waiting.popleft()
+
+    def kill_all(self) -> None:
+        for pid in self.children:
+            try:
+                os.killpg(pid, signal.SIGKILL)  # each worker leads its own process group
+            except OSError:
+                pass
+
+
+def serve(control: socket.socket, handover: socket.socket, spares: _Spares) -> None:
+    """Hand a waiting worker to the CLI for each ``W`` it sends; report each worker's exit code."""
+    events = Connection(os.dup(control.fileno()))
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake select() through the wakeup fd
-    children: dict[int, int] = {}  # pid -> worker number
+    spares.keep_fds += [events.fileno(), wake_read, wake_write]
+    spares.fill()
     while True:
         ready, _, _ = select.select([control, wake_read], [], [])
         if wake_read in ready:
             os.read(wake_read, 4096)
-            _reap(children, messages)
+            _reap(spares.children, events, spares)
         if control in ready:
             try:
-                marker, fds, _, _ = socket.recv_fds(control, 1, 1)
+                requests = control.recv(4096)
             except OSError:
-                marker, fds = b"", []
-            if not marker:  # the CLI is gone: its workers die with us (PR_SET_PDEATHSIG)
+                requests = b""
+            if not requests:  # the CLI is gone: so are its workers and what they started
+                spares.kill_all()
                 os._exit(0)
-            number = messages.recv()
-            pid = os.fork()
-            if pid == 0:
-                _become_worker(fds[0], [control.fileno(), messages.fileno(), wake_read, wake_write])
-            os.close(fds[0])
-            children[pid] = number
-            _tell(messages, ("started", number, pid))
+            for _ in range(requests.count(b"W")):
+                number, pid, ours = spares.take()
+                try:
+                    socket.send_fds(handover, [HANDOVER.pack(number, pid)], [ours.fileno()])
+                except OSError:
+                    spares.kill_all()
+                    os._exit(0)
+                ours.close()
+            spares.fill()
 
 
-def _tell(messages: Connection, message: tuple) -> None:
+def _tell(events: Connection, message: tuple, spares: _Spares) -> None:
     try:
-        messages.send(message)
+        events.send(message)
     except OSError:  # the CLI is gone
+        spares.kill_all()
         os._exit(0)
 
 
-def _reap(children: dict[int, int], messages: Connection) -> None:
+def _reap(children: dict[int, int], events: Connection, spares: _Spares) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -115,11 +161,11 @@ def _reap(children: dict[int, int], messages: Connection) -> None:
             return
         number = children.pop(pid, None)
         if number is not None:
-            _tell(messages, ("exited", number, os.waitstatus_to_exitcode(status)))
+            _tell(events, ("exited", number, os.waitstatus_to_exitcode(status)), spares)
 
 
 def _become_worker(jobs_fd: int, template_fds: list[int]) -> None:
-    """In the forked child: drop the template's plumbing, then serve jobs (which ends the process)."""
+    """In the forked child: drop the template's plumbing, then serve one job (which ends the process)."""
     try:
         os.setsid()  # its own process group, so the CLI can also kill what a snippet forks
         if _libc is not None:
@@ -138,9 +184,9 @@ def _become_worker(jobs_fd: int, template_fds: list[int]) -> None:
         os._exit(70)
 
 
-def main(control_fd: int) -> None:
+def main(control_fd: int, handover_fd: int, spares: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the CLI's to handle: it stops the template
     control = socket.socket(fileno=control_fd)
+    handover = socket.socket(fileno=handover_fd)
     warm_up()
-    serve(control)
-
+    serve(control, handover, _Spares(spares, [control.fileno(), handover.fileno()]))

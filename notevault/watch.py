@@ -21,10 +21,10 @@ from typing import IO
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from .engine import RunOptions, display_path, execute
+from .engine import RunOptions, execute
 from .report import to_json
 from .results import NoteReport, Report
-from .vault import IGNORED_DIRS, Vault
+from .vault import Vault, display_path, ignored
 
 
 def _digest(path: Path) -> str | None:
@@ -50,7 +50,7 @@ class _Events(FileSystemEventHandler):
             rel = path.relative_to(self.vault.root)
         except ValueError:
             return None
-        if any(part in IGNORED_DIRS or part.startswith(".") for part in rel.parts):
+        if any(ignored(part) for part in rel.parts):
             return None  # .obsidian, .git, our own temp files (".name.xxx.tmp") …
         if rel.parts and rel.parts[0] == "snippets" and path.suffix == ".py":
             self.snippets_changed = True
@@ -167,7 +167,7 @@ class Watcher:
                     self.written.pop(path, None)
                     self._say(f"{time.strftime('%H:%M:%S')} {display_path(path)}: deleted")
                 if snippets:
-                    ready = sorted(set(ready) | set(self.vault.notes([self.scope])))
+                    ready = sorted(set(ready) | set(self.vault.notes([self.scope], templates=False).notes))
                 changed = [p for p in ready if _digest(p) != self.written.get(p)]
                 if changed:
                     self.run_notes(sorted(changed))
@@ -183,7 +183,7 @@ def watch(vault: Vault, path: Path, options: RunOptions, *, debounce: float = 0.
     """``notevault watch``: run what changed on every save until Ctrl-C (or SIGTERM)."""
     watcher = Watcher(vault, path, options, debounce=debounce, fmt=fmt)
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
-    watcher.run_notes(vault.notes([path]))  # bring everything up to date first
+    watcher.run_notes(vault.notes([path], templates=False).notes)  # bring everything up to date first
     try:
         watcher.loop()
     except KeyboardInterrupt:

@@ -1,121 +1,86 @@
-"""Runs jobs inside a forked worker process: each job's blocks in one fresh namespace, like notebook cells.
+"""Runs one job inside a worker freshly forked from the warm template, then the process exits.
 
-A worker serves job after job for as long as none leaves a trace the next could see (leaks.py).
+Its blocks run top to bottom in one namespace, like notebook cells. Nothing survives the job: the next job gets
+a new fork of the template, so no note can see what another did (isolation by construction, not by inspection).
 
-This module is imported by the CLI process too (for Task and Job), so it must not import torch at the top:
-torch comes from the warm worker template (notevault.warm) that the worker was forked from.
+This module is imported by the template before it forks (notevault.warm), never by the CLI, so it may use torch.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import io
+import json
 import linecache
 import os
 import random
+import re
+import resource
 import sys
-import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from .leaks import StateWatch
+from .jobs import FRAME_HEADER, Job, Task, filename_of, frame
 from .results import BlockResult, FormulaResult
 
 MAX_OUTPUT_BYTES = 1 << 20  # a block printing 50 MB must not flood the note or the parent
 MAX_VALUE_CHARS = 10_000
 NO_CUDA = "CUDA is not available here"
+# Warnings print "path:line: Category: message"; library paths are shortened like traceback frames.
+WARNING_PATH = re.compile(r"^(?P<path>/[^\n:]+\.py)(?=:\d+: )", re.MULTILINE)
+
+# The user's code may rebind builtins, json, os.write … in this process: what sends results back was bound
+# before any of it ran.
+_write, _len, _view, _exit = os.write, builtins.len, builtins.memoryview, os._exit
+_dumps, _pack = json.dumps, FRAME_HEADER.pack
 
 
-@dataclass(frozen=True)
-class Task:
-    """One block to execute."""
+class _Channel:
+    """Frames to the CLI, written with functions bound before the user's code could replace them."""
 
-    id: str
-    line: int  # 1-based line of the opening fence
-    kind: str
-    code: str
-    body_start: int  # 0-based note line of the first code line: code line 1 is note line body_start + 1
-    filename: str  # the note's path as shown in tracebacks
-    hash: str
-    device: str  # cpu | cuda | auto
-    timeout: float
-    seed: int = 0
-    expect: str | None = None
-    replay: bool = False  # only rebuild the namespace: its result is already known
-    formula: str | None = None  # LaTeX to check after the code ran
-    formula_id: str | None = None
-    rtol: float = 1e-5
-    atol: float = 1e-6
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
 
-
-@dataclass(frozen=True)
-class Job:
-    """One worker process: blocks sharing a namespace (a note, a named session, or one isolated block)."""
-
-    name: str
-    tasks: tuple[Task, ...]
-    cwd: str
-    import_paths: tuple[str, ...] = ()
-    threads: int = 1
-    memory_limit_mb: int | None = None
-    sources: dict[str, dict[int, str]] = field(default_factory=dict)  # filename -> {note line: code line}
-    share_worker: bool = True  # False (isolation: process): the worker exits after this job
-
-    @property
-    def worker_kind(self) -> tuple:
-        """Jobs of one kind can follow each other in a worker (its memory limit and thread count stay)."""
-        return (self.memory_limit_mb, self.threads, any(t.device == "cuda" for t in self.tasks))
+    def send(self, message: dict) -> None:
+        data = _view(frame(message, _dumps, _pack, _len))
+        while _len(data):
+            data = data[_write(self.fd, data):]
 
 
 def serve(conn: Connection) -> None:
-    """Entry point of a forked worker: run the jobs the CLI sends, one at a time, while they leave no trace.
-
-    Sends ("start", i, device) and ("result", i, BlockResult) for each block, then ("done", reusable, leaks).
-    Exits after a job that leaked (see leaks.py), or when the CLI closes the connection.
-    """
+    """Entry point of a forked worker: wait for one job, run it, report, exit."""
     output = _capture_output()
-    watch: StateWatch | None = None
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            break
-        if watch is None:
-            _limit_memory(job)
-            sys.modules["torch"].set_num_threads(job.threads)
-            watch = StateWatch()
-        if not run_job(job, conn, output, watch):
-            break
-    conn.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # skip interpreter teardown: nothing of this process is needed any more
+    try:
+        job = conn.recv()
+    except (EOFError, OSError):
+        _exit(0)  # the CLI needed no more workers
+    run_job(job, _Channel(conn.fileno()), output)
+    _exit(0)  # skip interpreter teardown, and whatever the user's code did to sys.stdout
 
 
-def run_job(job: Job, conn: Connection, output: _Output, watch: StateWatch) -> bool:
-    """Run one job's blocks in a fresh namespace; return whether this worker may run another job."""
+def run_job(job: Job, channel: _Channel, output: _Output) -> None:
+    """Run a job's blocks in one fresh namespace; send ("start", "result") per block, then "done"."""
     import torch
 
-    _register_sources(job.sources)
-    os.chdir(job.cwd)  # the next job changes it again: a chdir in a note does not leak
-    search_path = list(sys.path)
+    _limit_memory(job)
+    if torch.get_num_threads() != job.threads:
+        torch.set_num_threads(job.threads)
     sys.path[:0] = [p for p in job.import_paths if p not in sys.path]
-    output.reset()
-    namespace: dict = {"__name__": "__main__", "torch": torch}
-    failed = False
     for index, task in enumerate(job.tasks):
+        lines = [line + "\n" for line in task.code.split("\n")]
+        linecache.cache[filename_of(index)] = (sum(map(len, lines)), None, lines, filename_of(index))
+    namespace: dict = {"__name__": "__main__", "__builtins__": builtins, "torch": torch}
+    shorten = _path_shortener()
+    for index, task in enumerate(job.tasks):
+        if os.getcwd() != task.cwd:
+            os.chdir(task.cwd)
         device = _resolve_device(task.device)
-        conn.send(("start", index, device.type if device else None))
-        result = _run_task(task, device, namespace, output)
-        failed = failed or result.status == "failed"
-        conn.send(("result", index, result))
-    sys.path[:] = search_path  # a module the note imported through it is a leak of its own
-    leaks = ["a block failed"] if failed else watch.leaks([t.code for t in job.tasks], namespace)
-    reusable = job.share_worker and not leaks
-    conn.send(("done", reusable, leaks))
-    return reusable
+        channel.send({"kind": "start", "task": index, "device": device.type if device else None})
+        result = _run_task(task, index, device, namespace, output, shorten)
+        channel.send({"kind": "result", "task": index, "result": result.to_json()})
+    channel.send({"kind": "done"})
 
 
 def _limit_memory(job: Job) -> None:
@@ -125,57 +90,51 @@ def _limit_memory(job: Job) -> None:
 
     if any(t.device == "auto" for t in job.tasks) and torch.cuda.is_available():  # NVML check: CUDA stays cold
         return  # CUDA reserves far more address space than it uses: a limit would break it
-    import resource
-
     limit = job.memory_limit_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _register_sources(sources: dict[str, dict[int, str]]) -> None:
-    """Let tracebacks show the note's own code lines."""
-    for filename, by_line in sources.items():
-        lines = ["\n"] * (max(by_line, default=0))
-        for number, text in by_line.items():
-            lines[number - 1] = text + "\n"
-        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
 
 
 class _Output:
     """stdout and stderr of this process (Python and C level alike) go to one file, in the order written."""
 
-    def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()
-        self.mark = 0
-
-    def reset(self) -> None:
-        os.ftruncate(self.file.fileno(), 0)
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
         self.mark = 0
 
     def begin(self) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.mark = os.lseek(self.file.fileno(), 0, os.SEEK_END)
+        _flush()
+        self.mark = os.lseek(self.fd, 0, os.SEEK_END)
 
     def read(self) -> str:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        end = os.lseek(self.file.fileno(), 0, os.SEEK_END)
-        size = end - self.mark
-        data = os.pread(self.file.fileno(), min(size, MAX_OUTPUT_BYTES), self.mark)
-        text = data.decode("utf-8", errors="replace")
+        _flush()
+        size = os.lseek(self.fd, 0, os.SEEK_END) - self.mark
+        text = os.pread(self.fd, min(size, MAX_OUTPUT_BYTES), self.mark).decode("utf-8", errors="replace")
         if size > MAX_OUTPUT_BYTES:
             text += f"\n… output cut: {size:,} bytes in all\n"
         return text
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001, S110 - the user's code may have replaced or closed it
+            pass
+
+
 def _capture_output() -> _Output:
-    output = _Output()
-    fd = output.file.fileno()
+    fd = os.memfd_create("notevault-output") if hasattr(os, "memfd_create") else _temporary_fd()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0, closefd=False), encoding="utf-8", write_through=True)
     sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0, closefd=False), encoding="utf-8", write_through=True)
-    return output
+    return _Output(fd)
+
+
+def _temporary_fd() -> int:
+    import tempfile
+
+    return os.dup(tempfile.TemporaryFile().fileno())
 
 
 def _resolve_device(requested: str):
@@ -200,41 +159,39 @@ def seed_everything(seed: int) -> None:
         sys.modules["numpy"].random.seed(seed)
 
 
-def _run_task(task: Task, device, namespace: dict, output: _Output) -> BlockResult:
-    base = BlockResult(id=task.id, line=task.line, kind=task.kind, status="passed", hash=task.hash)
+def _run_task(task: Task, index: int, device, namespace: dict, output: _Output, shorten) -> BlockResult:
+    base = {"id": "", "line": 0, "kind": task.kind, "hash": ""}
     if device is None:
-        return BlockResult(**{**base.__dict__, "status": "skipped", "error": NO_CUDA})
+        return BlockResult(**base, status="skipped", error=NO_CUDA)
     namespace["device"] = device
     seed_everything(task.seed)
     output.begin()
     start = time.perf_counter()
     value, error, trace, formula = None, None, None, None
     try:
-        value = _execute(task, namespace)
+        value = _execute(task, index, namespace)
         if task.formula is not None:
             formula, error = _check_formula(task, namespace)
     except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit included
-        error, trace = _describe_exception(exc, task.filename)
+        error, trace = _describe_exception(exc, shorten)
     seconds = time.perf_counter() - start
     status = "failed" if error else "passed"
     if task.expect is not None:
-        status, error = _expected(task.expect, error, trace)
-    return BlockResult(
-        id=task.id, line=task.line, kind=task.kind, status=status, hash=task.hash, device=device.type,
-        seconds=seconds, error=error, output=output.read(), value=value, traceback=trace,
-        figures=_take_figures(), formula=formula,
-    )
+        status, error = _expected(task.expect, error)
+    text = WARNING_PATH.sub(lambda m: shorten(m["path"]), output.read())
+    return BlockResult(**base, status=status, device=device.type, seconds=seconds, error=error, output=text,
+                       value=value, traceback=trace, figures=_take_figures(), formula=formula)
 
 
-def _execute(task: Task, namespace: dict) -> str | None:
-    """exec the block with note line numbers; return the repr of a last bare expression, as Jupyter shows it."""
-    tree = ast.parse(task.code, filename=task.filename)
-    ast.increment_lineno(tree, task.body_start)
+def _execute(task: Task, index: int, namespace: dict) -> str | None:
+    """exec the block; return the repr of a last bare expression, as Jupyter shows it."""
+    filename = filename_of(index)
+    tree = ast.parse(task.code, filename=filename)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    exec(compile(tree, task.filename, "exec"), namespace)
+    exec(compile(tree, filename, "exec"), namespace)
     if last is None:
         return None
-    result = eval(compile(ast.Expression(last.value), task.filename, "eval"), namespace)
+    result = eval(compile(ast.Expression(last.value), filename, "eval"), namespace)
     if result is None:
         return None
     text = repr(result)
@@ -249,17 +206,46 @@ def _check_formula(task: Task, namespace: dict) -> tuple[FormulaResult, str | No
     return result, outcome.error
 
 
-def _describe_exception(exc: BaseException, filename: str) -> tuple[str, str]:
-    """One line for the title, and a traceback that starts at the note's own frames."""
+def _path_shortener():
+    """Library paths as the module path below their sys.path entry (``torch/nn/functional.py``): a stored
+    traceback must not carry the machine's folders (a virtualenv, a home folder)."""
+    roots = sorted({os.path.join(p, "") for p in sys.path if os.path.isabs(p)}, key=len, reverse=True)
+
+    def shorten(path: str) -> str:
+        for root in roots:
+            if path.startswith(root):
+                return path[len(root):]
+        return path
+
+    return shorten
+
+
+def _describe_exception(exc: BaseException, shorten) -> tuple[str, str]:
+    """One line for the title, and a traceback from the note's own frames on, with short library paths."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
-        tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb)
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("\ue000"):
+        tb = tb.tb_next  # our own exec() frames are noise
+    described = traceback.TracebackException(type(exc), exc, tb)
+    for part in _chain(described):
+        for frame_summary in part.stack:
+            frame_summary.filename = shorten(frame_summary.filename)
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return message.splitlines()[0] if message else type(exc).__name__, "".join(lines).rstrip("\n")
+    summary = message.splitlines()[0] if message.strip() else type(exc).__name__
+    return summary, "".join(described.format()).rstrip("\n")
 
 
-def _expected(expect: str, error: str | None, trace: str | None) -> tuple[str, str | None]:
+def _chain(described: traceback.TracebackException) -> list[traceback.TracebackException]:
+    seen, todo = [], [described]
+    while todo:
+        part = todo.pop()
+        if part in seen:
+            continue
+        seen.append(part)
+        todo += [p for p in (part.__cause__, part.__context__) if p is not None]
+    return seen
+
+
+def _expected(expect: str, error: str | None) -> tuple[str, str | None]:
     if error is None:
         return "failed", f"expected {expect} to be raised, but the block ran without error"
     raised = error.split(":", 1)[0]

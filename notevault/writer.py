@@ -1,269 +1,292 @@
-"""Result callouts spliced into a note's text, and written back safely.
+"""Result callouts rendered and spliced into a note's text, and written back without losing anything.
 
-A result callout sits directly below its fence and carries a hidden marker
-``%% notevault id=ID hash=HASH %%``; only callouts with that marker are ever replaced or removed. Every
-other byte of the note is kept: edits are splices at character offsets of the raw text, never a re-render.
+Splicing is pure text: each block's result callout replaces the lines notevault wrote there before (never a
+line of the user's: see note.ResultCallout) or is inserted below the fence; every other byte of the note stays.
+One pass from the top works out where each block ends up, so the written tracebacks name the lines the code is
+on in the note as written, and the caller learns every block's new line without parsing the note again.
 """
 
 from __future__ import annotations
 
-import os
-import posixpath
+import bisect
 import re
-import tempfile
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import quote, unquote
 
-from .note import BOM, LINE_BREAK, Fence, Note
+from . import callout, figures
+from .callout import Layout
+from .errors import NoteError
+from .files import Changed, writable, write_atomic
+from .jobs import locate
+from .note import BOM, LINE_BREAK, Block, Note, ResultCallout, decode, parse_note
 from .results import BlockResult
-from .vault import Vault
+from .vault import Vault, display_path
 
-MARKER = re.compile(r"%% notevault id=(?P<id>\S+) hash=(?P<hash>[0-9a-f]+)(?P<sep> sep)? %%")
-CALLOUT_TYPE = {"passed": "success", "failed": "failure", "skipped": "warning", "stale": "warning"}
-STATUS_OF_TYPE = {"success": "passed", "failure": "failed", "warning": "skipped"}
-TITLE = re.compile(
-    r"\[!(?P<type>\w+)\][+-]? (?P<id>\S+) · (?P<status>\w+)(?: · (?P<device>\w+) · (?P<seconds>[\d.]+) s)?"
-)
-EMBED = re.compile(r"!\[\[(?P<name>[^\]|]+)(?:\|[^\]]*)?\]\]|!\[[^\]]*\]\((?P<path>[^)\s]+\.png)\)")
+# ANSI escape sequences (colours, cursor moves, window titles): a note shows text, not a terminal.
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+MAX_SECTION_CHARS = 20_000
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
-class Layout:
-    """How result callouts look: from the vault's settings."""
+class Placement:
+    """A result to write below a block."""
 
-    fold_lines: int = 20
-    max_output_lines: int = 200
-    figure_folder: str | None = None  # None: embed figures as ![[name]]; else markdown links ![](folder + name)
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    """A result callout found in a note."""
-
-    id: str
-    hash: str
-    status: str
-    device: str | None
-    seconds: float
-    start: int  # character offsets of the whole region in the note text (BOM excluded)
-    end: int
-    figures: tuple[str, ...]  # attachment file names embedded in it
+    result: BlockResult  # its id and hash are the block's; its texts may hold task placeholders (jobs.locate)
+    chain: tuple[tuple[str, int], ...]  # per task of the job that ran it: (note's vault path, 0-based line of
+    #                                     its code in that note now); this note's lines move as callouts grow
+    figure_names: tuple[str, ...]
+    embeds: tuple[str, ...]
+    output_option: str | None  # the block's output=show|fold|hide
 
 
-def _eol(note: Note, fence: Fence) -> str:
-    for line in (note.lines[fence.span.end - 1], *note.lines):
-        match = LINE_BREAK.search(line)
-        if match:
-            return match.group()
-    return "\n"
+@dataclass
+class Spliced:
+    text: str  # with the BOM, if the note has one
+    lines: dict[int, int] = field(default_factory=dict)  # block number -> 1-based line of its fence now
+    results: dict[int, BlockResult] = field(default_factory=dict)  # block number -> result as written
+    figures: dict[str, bytes] = field(default_factory=dict)  # figure files to write
+    replaced: list[ResultCallout] = field(default_factory=list)  # callouts replaced or removed
 
 
-def _offsets(note: Note) -> list[int]:
-    offsets, total = [0], 0
-    for line in note.lines:
-        total += len(line)
-        offsets.append(total)
-    return offsets
+def terminal_text(text: str) -> str:
+    """What a terminal would show, as plain lines: ``\\r`` overwrites (progress bars keep their last state),
+    escape sequences go, other control characters become visible symbols, lone surrogates become U+FFFD."""
+    text = ANSI.sub("", text).replace("\r\n", "\n")
+    if "\r" in text:
+        text = "\n".join(_overwrite(line) for line in text.split("\n"))
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return "".join(_visible(c) if (c < " " and c not in "\n\t") or _is_break_like(c) else c for c in text)
 
 
-def _bare(line: str) -> str:
-    return LINE_BREAK.sub("", line)
+def _overwrite(line: str) -> str:
+    shown = ""
+    for part in line.split("\r"):
+        shown = part + shown[len(part):]
+    return shown
 
 
-def stored_result(note: Note, fence: Fence, offsets: list[int] | None = None) -> StoredResult | None:
-    """The result callout directly below ``fence``, if notevault wrote one."""
-    if not fence.closed:
-        return None
-    offsets = offsets or _offsets(note)
-    quote = fence.prefix + ">"
-    first = fence.span.end
-    if first >= len(note.lines) or not _bare(note.lines[first]).startswith(quote + " [!"):
-        return None
-    end = first
-    while end < len(note.lines) and _bare(note.lines[end]).startswith(quote):
-        end += 1
-    marker = next((m for m in map(MARKER.search, map(_bare, note.lines[first:end])) if m), None)
-    title = TITLE.search(_bare(note.lines[first]))
-    if marker is None or title is None:
-        return None  # the user's own callout: never touched
-    if marker["sep"] and end < len(note.lines) and not _bare(note.lines[end])[len(fence.prefix):].strip():
-        end += 1
-    start, stop = offsets[first], offsets[end]
-    if stop == len(note.text) and not LINE_BREAK.search(note.lines[end - 1]):
-        start -= len(LINE_BREAK.search(note.lines[first - 1]).group())  # we added the fence line's ending
-    figures = tuple(m["name"] or posixpath.basename(unquote(m["path"]))
-                    for line in note.lines[first:end] for m in EMBED.finditer(line))
-    seconds = float(title["seconds"]) if title["seconds"] else 0.0
-    return StoredResult(marker["id"], marker["hash"], STATUS_OF_TYPE.get(title["type"], "failed"),
-                        title["device"], seconds, start, stop, figures)
+def _is_break_like(char: str) -> bool:
+    return char == "\x7f" or "\x80" <= char <= "\x9f" or char in "\u2028\u2029"
 
 
-def _fence_for(text: str) -> str:
-    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
-    return "`" * max(3, longest + 1)
-
-
-def _fenced(text: str, language: str = "text") -> list[str]:
-    fence = _fence_for(text)
-    return [fence + language, *text.rstrip("\n").split("\n"), fence]
+def _visible(char: str) -> str:
+    if char < " ":
+        return chr(0x2400 + ord(char))  # the Unicode control pictures: ␌ for form feed, ␛ for escape …
+    if char == "\x7f":
+        return "\u2421"
+    return f"<U+{ord(char):04X} {unicodedata.name(char, 'control')}>"
 
 
 def _cut(text: str, max_lines: int) -> str:
-    lines = text.rstrip("\n").split("\n")
+    text = text.rstrip("\n")
+    if len(text) > MAX_SECTION_CHARS:
+        text = text[:MAX_SECTION_CHARS] + f"\n… {len(text) - MAX_SECTION_CHARS:,} more characters"
+    lines = text.split("\n")
     if len(lines) <= max_lines:
         return text
     return "\n".join(lines[:max_lines]) + f"\n… {len(lines) - max_lines} more lines"
 
 
-def figure_name(note: Note, result: BlockResult, index: int) -> str:
-    stem = re.sub(r"[^\w.-]+", "-", note.path.stem).strip(".-") or "note"
-    block = re.sub(r"[^\w.-]+", "-", result.id).strip(".-") or "block"
-    return f"{stem}-{block}-{index + 1}.png"
+def one_line(error: str) -> str:
+    return " ".join(terminal_text(error).split())
 
 
-def _embed(name: str, layout: Layout) -> str:
-    if layout.figure_folder is None:
-        return f"![[{name}]]"
-    return f"![]({quote(layout.figure_folder + name)})"
-
-
-def figure_folder(vault: Vault, note_rel: str) -> str | None:
-    """How a note links its figures, as Obsidian would write a new link (useMarkdownLinks, newLinkFormat).
-
-    None for wikilink embeds; else the path prefix of a markdown link: relative to the note, from the vault
-    root ("absolute"), or nothing ("shortest": figure names are unique, so the name alone resolves).
-    """
-    settings = vault.settings
-    if not settings.use_markdown_links:
-        return None
-    if settings.new_link_format == "shortest":
-        return ""
-    folder = attachment_dir(vault, note_rel).relative_to(vault.root.resolve()).as_posix()  # "." is the root
-    if settings.new_link_format == "relative":
-        folder = posixpath.relpath(folder, posixpath.dirname(note_rel) or ".")
-    return "" if folder == "." else folder + "/"
-
-
-def render_callout(note: Note, fence: Fence, result: BlockResult, layout: Layout, *, output_option: str | None,
-                   separator: bool) -> list[str]:
-    """The lines (without prefix or line ending) of a result callout."""
+def render_callout(result: BlockResult, placement: Placement, layout: Layout, *, separator: bool) -> list[str]:
+    """The lines of a result callout, without their quote prefix."""
     body: list[str] = []
-    if result.error and result.status != "passed":
-        body.append(result.error.replace("\n", " "))
-    if output_option != "hide":
+    if placement.output_option != "hide":
         if result.output.strip():
-            body += _fenced(_cut(result.output, layout.max_output_lines))
+            body += callout.fenced(_cut(terminal_text(result.output), layout.max_output_lines))
         if result.value is not None:
-            body += ["Out:", *_fenced(_cut(result.value, layout.max_output_lines))]
+            body += ["Out:", *callout.fenced(_cut(terminal_text(result.value), layout.max_output_lines))]
         if result.traceback:
-            body += _fenced(_cut(result.traceback, layout.max_output_lines))
+            body += callout.fenced(_cut(terminal_text(result.traceback), layout.max_output_lines))
         if result.formula is not None and result.formula.max_abs_err is not None:
             shapes = ""
             if result.formula.shapes:
-                shapes = f", shapes {result.formula.shapes[0]} vs {result.formula.shapes[1]}"
+                shapes = f", shapes {callout.code_span(result.formula.shapes[0])} vs " \
+                         f"{callout.code_span(result.formula.shapes[1])}"
             body.append(f"formula {result.formula.id or ''}: max abs err {result.formula.max_abs_err:.3g}, "
                         f"max rel err {result.formula.max_rel_err:.3g}{shapes}")
-        body += [_embed(figure_name(note, result, i), layout) for i in range(len(result.figures))]
-    fold = ""
-    if output_option == "fold" or (output_option is None and len(body) > layout.fold_lines):
-        fold = "-"
-    title = f"{result.id} · {result.status}"
-    if result.status != "skipped":
-        title += f" · {result.device or 'cpu'} · {result.seconds:.2f} s"
-    marker = f"%% notevault id={result.id} hash={result.hash}{' sep' if separator else ''} %%"
-    return [f"[!{CALLOUT_TYPE[result.status]}]{fold} {title}", marker, *body]
+        body += placement.embeds
+    folded = placement.output_option == "fold" or (placement.output_option is None and len(body) > layout.fold_lines)
+    ran = result.device is not None and result.status != "skipped"
+    error = one_line(result.error) if result.error and result.status != "passed" else None
+    title = callout.title_line(result.id, result.status, device=result.device if ran else None,
+                               seconds=result.seconds if ran else None, error=error, folded=folded)
+    content_sum = callout.content_sum([title, *body])
+    return [title, callout.marker_line(result.id, result.hash, content_sum, separator=separator), *body]
 
 
-def splice_results(note: Note, hashed: list[tuple[Fence, str]], results: dict[str, BlockResult], layout: Layout
-                   ) -> tuple[str, dict[str, bytes], list[str]]:
-    """Note text (with BOM) with each block's result callout replaced or inserted.
-
-    ``hashed`` pairs each tagged fence with its hash; ``results`` maps a hash to its result, so a result
-    lands only on a block that still hashes the same (an edit made during the run wins).
-    Returns the new text, the figure files to write (name → PNG), and the figure files it replaced.
-    """
-    offsets = _offsets(note)
-    edits: list[tuple[int, int, str]] = []
-    figures: dict[str, bytes] = {}
-    old_figures: list[str] = []
-    for fence, block_hash in hashed:
-        result = results.get(block_hash)
-        if result is None or not fence.closed:
-            continue
-        stored = stored_result(note, fence, offsets)
-        eol = _eol(note, fence)
-        at = offsets[fence.span.end]
-        following = note.lines[fence.span.end] if fence.span.end < len(note.lines) else ""
-        if stored is not None:
-            old_figures += stored.figures
-            after = note.text[stored.end:]
-            following = after.split("\n", 1)[0] if after else ""
-        separator = bool(_bare(following)[len(fence.prefix):].strip())
-        lines = render_callout(note, fence, result, layout, output_option=fence.tag.output,
-                               separator=separator)
-        quote = fence.prefix + ">"
-        text_lines = [f"{quote} {line}" if line else quote for line in lines]
-        if separator:
-            text_lines.append(fence.prefix.rstrip())
-        new = eol.join(text_lines) + eol
-        start, end = (stored.start, stored.end) if stored else (at, at)
-        if end == len(note.text) and not note.text.endswith(("\n", "\r")):
-            new = eol + new[: -len(eol)]  # keep "no final newline": the fence line gets the ending instead
-            if stored is None:
-                start = end = len(note.text)
-        for i, png in enumerate(result.figures):
-            figures[figure_name(note, result, i)] = png
-        edits.append((start, end, new))
-    text = note.text
-    for start, end, new in sorted(edits, reverse=True):
-        text = text[:start] + new + text[end:]
-    return (BOM if note.bom else "") + text, figures, [f for f in old_figures if f not in figures]
+def _same_but_time(old: ResultCallout, new: list[str]) -> bool:
+    """A re-run that differs only in the seconds it took leaves the callout alone (no churn on every run)."""
+    if len(old.lines) < 2 or len(new) < 2 or old.lines[2:] != tuple(new[2:]):
+        return False
+    seconds = re.compile(r" · \d+(?:\.\d+)? s")
+    return seconds.sub("", old.lines[0]) == seconds.sub("", new[0]) and old.intact
 
 
-def remove_results(note: Note) -> tuple[str, list[str]]:
-    """Note text (with BOM) without any result callout, and the figure files those callouts embedded."""
-    offsets = _offsets(note)
-    text, figures = note.text, []
-    regions = [r for fence in note.blocks if (r := stored_result(note, fence, offsets))]
-    for region in sorted(regions, key=lambda r: r.start, reverse=True):
-        text = text[: region.start] + text[region.end :]
-        figures += region.figures
-    return (BOM if note.bom else "") + text, figures
+def splice(note: Note, placements: dict[int, Placement], layout: Layout, *,
+           remove: tuple[ResultCallout, ...] = ()) -> Spliced:
+    """The note with each placed block's result callout written, and the ``remove`` callouts taken out."""
+    edits: list[tuple[int, int, int | None]] = []  # (first line, end line, block number or None), 0-based
+    for number, block in enumerate(note.blocks):
+        if number in placements and block.closed:
+            region = block.result.span if block.result else None
+            edits.append((region.start, region.end, number) if region else (block.span.end, block.span.end, number))
+    edits += [(r.span.start, r.span.end, None) for r in remove]
+    edits.sort()
+    spliced = Spliced("")
+    pieces: list[str] = []
+    done = 0  # characters of note.text already copied
+    starts: list[int] = []  # first line of each applied edit, and the total line shift below it
+    shifts: list[int] = []
+    shift = 0
+
+    def moved(line: int) -> int:
+        return line + (shifts[bisect.bisect_right(starts, line) - 1] if starts and starts[0] <= line else 0)
+
+    for start, end, number in edits:
+        lines: list[str] = []
+        if number is not None:
+            block = note.blocks[number]
+            lines = _callout_lines(note, block, placements[number], layout, end, moved, spliced)
+            if lines is None:
+                continue  # the same but for its timing: leave it
+            if block.result is not None:
+                spliced.replaced.append(block.result)
+        else:
+            spliced.replaced.append(next(r for r in remove if r.span.start == start))
+        a, b, new = _text_edit(note, start, end, lines, _eol(note, start))
+        pieces += [note.text[done:a], new]
+        done = b
+        shift += len(lines) - (end - start)
+        starts.append(start)
+        shifts.append(shift)
+    pieces.append(note.text[done:])
+    spliced.text = (BOM if note.bom else "") + "".join(pieces)
+    spliced.lines = {n: moved(block.span.start) + 1 for n, block in enumerate(note.blocks)}
+    return spliced
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Replace a file's content all at once (temp file in the same folder, then rename); keep its mode."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(handle.name, mode)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+def _callout_lines(note: Note, block: Block, placement: Placement, layout: Layout, end: int,
+                   moved: Callable[[int], int], spliced: Spliced) -> list[str] | None:
+    rel = placement.chain[-1][0] if placement.chain else ""
+
+    def where(task: int) -> tuple[str, int] | None:
+        if not 0 <= task < len(placement.chain):
+            return None
+        path, line = placement.chain[task]
+        return path, moved(line) if path == rel else line
+
+    result = placement.result
+    result = replace(result, error=locate(result.error, where), output=locate(result.output, where) or "",
+                     traceback=locate(result.traceback, where))
+    following = LINE_BREAK.sub("", note.lines[end]) if end < len(note.lines) else ""
+    separator = bool(following.strip(" \t>"))
+    lines = render_callout(result, placement, layout, separator=separator)
+    number = note.blocks.index(block)
+    spliced.results[number] = result
+    spliced.figures.update(zip(placement.figure_names, result.figures, strict=False))
+    if block.result is not None and _same_but_time(block.result, lines):
+        spliced.results[number] = replace(result, seconds=block.result.seconds or result.seconds)
+        return None
+    quote = block.prefix + ">"
+    quoted = [f"{quote} {line}" if line else quote for line in lines]
+    if separator:
+        quoted.append(block.prefix.rstrip())
+    return quoted
 
 
-def attachment_dir(vault: Vault, note_rel: str) -> Path:
-    """Where a note's figures go: the Obsidian attachment folder, or the vault root if that points outside."""
-    root = vault.root.resolve()
-    folder = (root / vault.attachment_folder(note_rel)).resolve()
-    return folder if folder.is_relative_to(root) else root
+def _eol(note: Note, line: int) -> str:
+    for text in (note.lines[line - 1] if 0 < line <= len(note.lines) else "", *note.lines):
+        match = LINE_BREAK.search(text)
+        if match:
+            return match.group()
+    return "\n"
 
 
-def remove_attachments(vault: Vault, note_rel: str, names: list[str]) -> None:
-    """Delete figure files notevault wrote for a note (only PNGs inside the vault)."""
-    folder = attachment_dir(vault, note_rel)
-    for name in names:
-        path = (folder / name).resolve()
-        if path.is_relative_to(vault.root.resolve()) and path.suffix == ".png":
-            path.unlink(missing_ok=True)
+def _text_edit(note: Note, start: int, end: int, lines: list[str], eol: str) -> tuple[int, int, str]:
+    """Character range and new text for replacing lines [start, end) with ``lines`` (quoted, no endings)."""
+    a, b = note.offsets[start], note.offsets[end]
+    new = "".join(line + eol for line in lines)
+    at_end_without_newline = b == len(note.text) and not note.text.endswith(("\n", "\r"))
+    if at_end_without_newline:
+        # The note has no final newline: the line above gets one instead, and the last line stays without.
+        if start == end:  # inserting after the last line
+            return a, b, eol + new[: -len(eol)] if new else ""
+        before = LINE_BREAK.search(note.lines[start - 1]) if start > 0 else None
+        cut = len(before.group()) if before else 0
+        return a - cut, b, (eol + new[: -len(eol)]) if new else ""
+    return a, b, new
+
+
+def remove_results(note: Note, regions: tuple[ResultCallout, ...] | None = None) -> Spliced:
+    """The note without these result callouts (all of them by default), and which were removed."""
+    return splice(note, {}, Layout(), remove=note.results if regions is None else regions)
+
+
+# Writing back ------------------------------------------------------------------------------------------------
+
+@dataclass
+class WriteBack:
+    """What writing one note's results did."""
+
+    lines: dict[int, int] = field(default_factory=dict)  # block number -> line of its fence as written
+    results: dict[int, BlockResult] = field(default_factory=dict)  # as written (placeholders resolved)
+    warnings: list[str] = field(default_factory=list)
+    note: Note | None = None  # the note the results were spliced into (the newest, if it changed meanwhile)
+    written: bool = False
+
+
+Placer = Callable[[Note], tuple[dict[int, Placement], list[str]]]  # note -> placements, warnings
+
+
+def write_back(vault: Vault, path: Path, rel: str, planned: Note, place: Placer, layout: Layout) -> WriteBack:
+    """Splice results into the note as it is on disk now and write it atomically. An edit saved meanwhile
+    wins: right before the rename the note is compared again, and the results are spliced onto the newest
+    text (``place`` decides which still apply), or dropped with a warning."""
+    outcome = WriteBack()
+    if not writable(path):
+        outcome.warnings.append(f"results not written: {display_path(path)} is read-only")
+        return outcome
+    for _attempt in range(ATTEMPTS):
+        try:
+            data = path.read_bytes()
+            text, bom = decode(data, path)
+        except (OSError, NoteError) as exc:
+            outcome.warnings.append(f"results not written: {exc}")
+            return outcome
+        note = planned if (text, bom) == (planned.text, planned.bom) else parse_note(text, path, bom=bom)
+        placements, warnings = place(note)
+        orphans = tuple(r for r in note.orphans if r.intact)
+        spliced = splice(note, placements, layout, remove=orphans)
+        outcome.lines, outcome.results, outcome.note = spliced.lines, spliced.results, note
+        outcome.warnings = warnings + _edited_warnings(spliced.replaced, path)
+        if spliced.text == note.raw():
+            return outcome
+        try:
+            figures.write(vault, rel, spliced.figures)
+            write_atomic(path, spliced.text, expected=data)
+        except Changed:
+            continue  # saved by an editor between our read and our rename: splice onto the newest text
+        except OSError as exc:
+            outcome.warnings = [f"results not written: {exc.strerror or exc}"]
+            return outcome
+        outcome.written = True
+        replaced = [name for region in spliced.replaced for name in region.figures if name not in spliced.figures]
+        figures.remove_unused(vault, rel, replaced)
+        return outcome
+    outcome.warnings.append("results not written: the note kept changing while notevault tried to write it")
+    return outcome
+
+
+def _edited_warnings(replaced: list[ResultCallout], path: Path) -> list[str]:
+    return [f"{display_path(path)}:{r.span.line}: the result callout of block {r.id} had been edited by hand; "
+            "it was written again" for r in replaced if not r.intact and not r.legacy]
 
 
 @dataclass(frozen=True)
@@ -271,20 +294,25 @@ class Cleaned:
     path: str  # as shown to the user, relative to the current folder
     results: int  # result callouts removed
     figures: int  # figure files removed
+    warnings: tuple[str, ...] = ()
 
 
 def clean_notes(vault: Vault, paths: list[Path]) -> list[Cleaned]:
-    """``notevault clean``: remove every result callout and its figure files; return the notes changed."""
+    """``notevault clean``: remove every result callout notevault wrote, and the figure files only they used."""
     changed = []
-    for path in vault.notes(paths):
-        note = vault.note(vault.relative(path))
-        if not isinstance(note, Note):
+    for path in vault.notes(paths).notes:
+        rel = vault.relative(path)
+        note = vault.note(rel)
+        if not isinstance(note, Note) or not note.results:
             continue
-        results = sum(1 for fence in note.blocks if stored_result(note, fence))
-        text, figures = remove_results(note)
-        if text == note.raw():
+        spliced = remove_results(note)
+        if not writable(path):
+            changed.append(Cleaned(display_path(path), 0, 0, (f"{display_path(path)} is read-only: not cleaned",)))
             continue
-        write_atomic(path, text)
-        remove_attachments(vault, vault.relative(path), figures)
-        changed.append(Cleaned(os.path.relpath(path), results, len(figures)))
+        write_atomic(path, spliced.text)
+        names = [name for region in spliced.replaced for name in region.figures]
+        removed = figures.remove_unused(vault, rel, names)
+        warnings = tuple(w.replace("it was written again", "it was removed")
+                         for w in _edited_warnings(spliced.replaced, path))
+        changed.append(Cleaned(display_path(path), len(spliced.replaced), len(removed), warnings))
     return changed

@@ -11,6 +11,7 @@ from conftest import make_vault
 
 from notevault.engine import RunOptions, execute
 from notevault.vault import Vault
+from notevault.writer import clean_notes
 
 
 def run(root, options=None):
@@ -154,42 +155,48 @@ def test_snippets_folder_is_importable(tmp_path):
 
 
 def test_cache_hit_after_no_change_and_miss_after_editing_an_earlier_block(tmp_path):
-    note = root_note = fence("a = 1", "python run id=one") + fence("b = a + 1", "python run id=two") \
+    note = fence("a = 1", "python run id=one") + fence("b = a + 1", "python run id=two") \
         + fence("print(b)", "python run id=three")
-    root = make_vault(tmp_path, {"n.md": root_note})
-    first, _ = run(root)
+    root = make_vault(tmp_path, {"n.md": note})
+    first, _ = run(root, RunOptions())
     assert not any(b.cached for b in first.values())
-    second, _ = run(root)
+    clean_notes(Vault(root), [root])  # the results are gone from the note: they come from the cache
+    second, _ = run(root, RunOptions())
     assert all(b.cached for b in second.values())
     assert second["n.md", "three"].output == "2\n"
-    (root / "n.md").write_text(note.replace("b = a + 1", "b = a + 10"))
-    third, _ = run(root)
+    edited = (root / "n.md").read_text().replace("b = a + 1", "b = a + 10")
+    (root / "n.md").write_text(edited)
+    third, _ = run(root, RunOptions())
     assert [third["n.md", i].cached for i in ("one", "two", "three")] == [True, False, False]
     assert third["n.md", "three"].output == "11\n"  # block one was replayed to rebuild the namespace
-    forced, _ = run(root, RunOptions(write=False, force=True))
+    forced, _ = run(root, RunOptions(force=True))
     assert not any(b.cached for b in forced.values())
+    checked, _ = run(root)  # check runs everything
+    assert not any(b.cached for b in checked.values())
 
 
 def test_cache_skips_a_line_torn_by_a_crash_and_keeps_the_rest(tmp_path):
     root = make_vault(tmp_path, {"n.md": fence("print(1)", "python run id=one") + fence("print(2)",
                                                                                         "python run id=two")})
-    run(root)
+    run(root, RunOptions())
+    clean_notes(Vault(root), [root])
     log = root / ".notevault" / "cache.jsonl"
     lines = log.read_text().splitlines()
     assert len(lines) == 2
     log.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed halfway through the second write
-    blocks, _ = run(root)
+    blocks, _ = run(root, RunOptions())
     assert [(blocks["n.md", i].cached, blocks["n.md", i].output) for i in ("one", "two")] == [(True, "1\n"),
                                                                                                (False, "2\n")]
-    again, _ = run(root)
+    clean_notes(Vault(root), [root])
+    again, _ = run(root, RunOptions())
     assert again["n.md", "two"].cached
 
 
 def test_snippet_change_invalidates_blocks_that_import_it(tmp_path):
     root = make_vault(tmp_path, {"snippets/h.py": "V = 1\n", "n.md": fence("from h import V\nprint(V)")})
-    run(root)
+    run(root, RunOptions())
     (root / "snippets" / "h.py").write_text("V = 2\n")
-    blocks, _ = run(root)
+    blocks, _ = run(root, RunOptions())
     assert (blocks["n.md", "L1"].cached, blocks["n.md", "L1"].output) == (False, "2\n")
 
 

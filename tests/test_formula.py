@@ -251,4 +251,4 @@ def test_formula_check_runs_in_the_worker_and_is_written_back(tmp_path):
     assert bad.status == "failed"
     assert bad.error == "formula mismatch: y = 2 x — max abs err 1, max rel err 0.333 (rtol=1e-05, atol=1e-06)"
     written = (root / "n.md").read_text()
-    assert "> formula bn-norm: max abs err" in written and "shapes [32, 4] vs [32, 4]" in written
+    assert "> formula bn-norm: max abs err" in written and "shapes `[32, 4]` vs `[32, 4]`" in written

@@ -28,4 +28,4 @@ def test_blocks_are_test_items(pytester):
     if torch.cuda.is_available():
         outcome = {"passed": 2, "failed": 1}
     result.assert_outcomes(**outcome)
-    result.stdout.fnmatch_lines(["*note.md:5 broken*", "ValueError: wrong shape", "*vault/note.md\", line 6*"])
+    result.stdout.fnmatch_lines(["*note.md:5 broken*", "ValueError: wrong shape", "*File \"note.md\", line 6*"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from xml.etree import ElementTree as ET
 
@@ -13,13 +14,15 @@ from notevault.cli import main
 
 NOTE = ("# Small vault\n\n```python run id=ok\nprint('fine')\n```\n\n```python run id=bad\n1 / 0\n```\n\n"
         "![plot](missing.png)\n")
-STALE = "```python run id=old\nprint('old')\n```\n"
+STALE_NOTE = "```python run id=old\nprint('old')\n```\n"
+STALE = ("the block, its options or what it depends on (earlier blocks of its session, snippets it imports, its "
+         "formula) changed since its result was written")
 
 
 @pytest.fixture
 def small_vault(tmp_path, monkeypatch):
     """One pass, one failure, one stale stored result, one broken link."""
-    root = make_vault(tmp_path / "v", {"a.md": NOTE, "b.md": STALE})
+    root = make_vault(tmp_path / "v", {"a.md": NOTE, "b.md": STALE_NOTE})
     monkeypatch.chdir(root)
     assert main(["run", "b.md"]) == 0
     (root / "b.md").write_text((root / "b.md").read_text().replace("print('old')", "print('new')"))
@@ -44,10 +47,10 @@ def test_json_report(small_vault, capsys):
     assert a["path"] == "a.md" and b["path"] == "b.md"
     assert [(x["id"], x["line"], x["kind"], x["status"]) for x in a["blocks"]] == [
         ("ok", 3, "run", "passed"), ("bad", 12, "run", "failed")]  # below ok's result callout
-    assert a["blocks"][1]["error"] == "stored result is failed"
+    assert a["blocks"][1]["error"] == "ZeroDivisionError: division by zero"  # read back from its callout
     assert b["blocks"][0]["status"] == "stale"
-    assert b["blocks"][0]["error"] == "the block changed since its result was written"
-    assert a["lint"] == [{"rule": "broken-link", "severity": "error", "line": 26, "col": 1,
+    assert b["blocks"][0]["error"] == STALE
+    assert a["lint"] == [{"rule": "broken-link", "severity": "error", "line": 25, "col": 1,
                           "message": "broken image: 'missing.png' not found"}]
     assert set(a["blocks"][0]) == {"id", "line", "kind", "status", "cached", "device", "seconds", "error", "formula"}
 
@@ -72,10 +75,10 @@ def test_junit_report(small_vault, capsys):
     assert [s.get("name") for s in suites] == ["a.md", "b.md"]
     cases = {(c.get("classname"), c.get("name")): c for s in suites for c in s.findall("testcase")}
     assert set(cases) == {("a.md", "ok (line 3)"), ("a.md", "bad (line 12)"),
-                          ("a.md lint", "broken-link (line 26:1)"), ("b.md", "old (line 1)")}
+                          ("a.md lint", "broken-link (line 25:1)"), ("b.md", "old (line 1)")}
     assert cases["a.md", "ok (line 3)"].find("failure") is None
     assert cases["b.md", "old (line 1)"].find("failure").get("type") == "stale"
-    assert cases["a.md lint", "broken-link (line 26:1)"].find("failure").get("message") == (
+    assert cases["a.md lint", "broken-link (line 25:1)"].find("failure").get("message") == (
         "broken image: 'missing.png' not found")
 
 
@@ -85,9 +88,9 @@ def test_github_annotations(small_vault, capsys):
     annotations = re.findall(annotation, out, re.M)
     assert status == 1
     assert annotations == [
-        ("error", "a.md", "12", "", "notevault%3A block bad failed", "stored result is failed"),
-        ("error", "a.md", "26", "1", "notevault broken-link", "broken image: 'missing.png' not found"),
-        ("error", "b.md", "1", "", "notevault%3A block old stale", "the block changed since its result was written"),
+        ("error", "a.md", "12", "", "notevault%3A block bad failed", "ZeroDivisionError: division by zero"),
+        ("error", "a.md", "25", "1", "notevault broken-link", "broken image: 'missing.png' not found"),
+        ("error", "b.md", "1", "", "notevault%3A block old stale", STALE),
     ]
 
 
@@ -97,9 +100,9 @@ def test_output_file_and_text_summary(small_vault, capsys):
     assert json.loads((small_vault / "report.json").read_text())["summary"]["stale"] == 1
     status, out = run_cli(capsys, "check", "--frozen", ".")
     assert out.splitlines() == [
-        "a.md:12:1: error: block bad failed: stored result is failed",
-        "a.md:26:1: error: broken image: 'missing.png' not found [broken-link]",
-        "b.md:1:1: error: block old stale: the block changed since its result was written",
+        "a.md:12:1: error: block bad failed: ZeroDivisionError: division by zero",
+        "a.md:25:1: error: broken image: 'missing.png' not found [broken-link]",
+        f"b.md:1:1: error: block old stale: {STALE}",
         out.splitlines()[-1],
     ]
     assert out.splitlines()[-1].startswith(
@@ -128,9 +131,23 @@ def test_progress_without_a_terminal_is_one_plain_line_per_note():
                                  "b.md: 1 block, 1 failed, 0 cached\n")
 
 
-def test_progress_bar_on_a_terminal_counts_notes_blocks_and_failures():
-    import os
+def _drain(fd: int) -> str:
+    """Everything written to the pty so far (one read may return only part of it)."""
+    import select
 
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def test_progress_bar_on_a_terminal_counts_notes_blocks_and_failures():
     from notevault.report import ProgressDisplay
 
     master, replica = os.openpty()
@@ -140,7 +157,7 @@ def test_progress_bar_on_a_terminal_counts_notes_blocks_and_failures():
                 progress.note_done(note)
                 progress.bar.refresh()
         stream.flush()
-        screen = os.read(master, 65536).decode()
+        screen = _drain(master)
     os.close(master)
     plain = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen)
     assert "1/2 notes · 2 blocks" in plain

@@ -18,11 +18,13 @@ def test_root_is_nearest_folder_with_obsidian(tmp_path):
     assert find_root(plain) == plain.resolve()
 
 
-def test_ignored_folders_are_not_indexed(tmp_path):
+def test_dot_folders_are_not_part_of_the_vault(tmp_path):
     root = make_vault(tmp_path, {"a.md": "", ".trash/b.md": "", ".git/c.md": "", ".notevault/d.md": "",
-                                 "sub/e.md": ""})
+                                 ".venv/lib/site-packages/pkg/README.md": "[x](./license.txt)", ".hidden.md": "",
+                                 "sub/e.md": "", "sub/.cache/f.md": ""})
     vault = Vault(root)
-    assert [vault.relative(p) for p in vault.notes([root])] == ["a.md", "sub/e.md"]
+    assert [vault.relative(p) for p in vault.notes([root]).notes] == ["a.md", "sub/e.md"]
+    assert not any(f.startswith(".") or "/." in f for f in vault.files)
 
 
 def test_obsidian_settings_with_defaults(tmp_path):

@@ -1,0 +1,86 @@
+"""Writing the user's files safely: all at once, never over an edit made meanwhile, never a temp file left.
+
+A note is written to a temp file beside it and renamed over it, so a reader (Obsidian, git, a sync tool) sees
+the old note or the new one, never half of one. Right before the rename the note is read again: if it no
+longer holds what notevault spliced onto, an editor saved it meanwhile, and the save wins.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+TEMP_PREFIX = ".notevault-"  # temp names: .notevault-<note name>.<random>.tmp
+STALE_TEMP_SECONDS = 60.0  # older ones were left by a run that was killed
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+class Changed(Exception):
+    """The file no longer holds what the caller expected: someone else wrote it meanwhile."""
+
+
+def new_file_mode() -> int:
+    """The mode the user's umask gives a new file, as their editor would create it."""
+    return 0o666 & ~_UMASK
+
+
+def writable(path: Path) -> bool:
+    """Can the user write this file (and its folder, where the temp file goes)?"""
+    folder = path.parent
+    return os.access(folder, os.W_OK | os.X_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def write_atomic(path: Path, content: str | bytes, *, expected: bytes | None = None) -> None:
+    """Replace a file's content all at once, keeping its mode (a new file gets the umask's).
+
+    With ``expected``, the file must hold exactly those bytes right before the rename, else ``Changed`` is
+    raised and nothing is written.
+    """
+    data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+    mode = path.stat().st_mode & 0o7777 if path.exists() else new_file_mode()
+    _remove_stale_temps(path)
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(temp, mode)
+        if expected is not None and _current(path) != expected:
+            raise Changed(str(path))
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _current(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temp files of this note left by a killed run (a fresh one may belong to a run going on now)."""
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    prefix = f"{TEMP_PREFIX}{path.name}."
+    now = time.time()
+    for entry in entries:
+        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+            try:
+                if now - entry.stat().st_mtime > STALE_TEMP_SECONDS:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
