@@ -10,6 +10,7 @@ its current block and skips the rest. Either way its worker is gone, and the oth
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import signal
 import socket
@@ -97,10 +98,21 @@ class Template:
 _template: Template | None = None
 
 
+def require_torch() -> None:
+    """Running blocks needs torch, an extra of the package: say so in one line, before starting a template.
+
+    find_spec locates torch without importing it (the CLI process never imports torch).
+    """
+    if importlib.util.find_spec("torch") is None:
+        raise SetupError("running blocks needs torch: install notevault with its run extra, "
+                         "pip install 'notevault-obsidian[run]'")
+
+
 def template() -> Template:
     """The worker template, started on first use (and again if it died)."""
     global _template
     if _template is None or not _template.alive:
+        require_torch()
         _template = Template()
         atexit.register(_template.close)
     return _template
