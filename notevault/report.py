@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from typing import IO
-from xml.etree import ElementTree as ET
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .junit import to_junit
 from .results import BlockResult, NoteReport, Report
 
 FORMATS = ("text", "json", "junit", "github")
@@ -41,46 +41,6 @@ def to_json(report: Report, *, indent: int | None = 2) -> str:
         ],
     }
     return json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
-
-
-def to_junit(report: Report) -> str:
-    suites = ET.Element("testsuites", name="notevault", tests="0", failures="0", skipped="0",
-                        time=f"{report.seconds:.3f}")
-    totals = {"tests": 0, "failures": 0, "skipped": 0}
-    for note in report.notes:
-        suite = ET.SubElement(suites, "testsuite", name=note.path)
-        counts = {"tests": 0, "failures": 0, "skipped": 0}
-        for block in note.blocks:
-            case = ET.SubElement(suite, "testcase", classname=note.path, name=f"{block.id} (line {block.line})",
-                                 time=f"{block.seconds:.3f}", file=note.path, line=str(block.line))
-            counts["tests"] += 1
-            if block.status in ("failed", "stale"):
-                counts["failures"] += 1
-                failure = ET.SubElement(case, "failure", message=block.error or block.status, type=block.status)
-                failure.text = block.traceback or block.error or ""
-            elif block.status == "skipped":
-                counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=block.error or "skipped")
-        for finding in note.lint:
-            case = ET.SubElement(suite, "testcase", classname=f"{note.path} lint",
-                                 name=f"{finding.rule} (line {finding.line}:{finding.col})",
-                                 time="0", file=note.path, line=str(finding.line))
-            counts["tests"] += 1
-            if finding.severity == "error":
-                counts["failures"] += 1
-                ET.SubElement(case, "failure", message=finding.message, type=finding.rule)
-            elif finding.severity == "warning":
-                counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=finding.message)
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            totals[key] += value
-        suite.set("errors", "0")
-    for key, value in totals.items():
-        suites.set(key, str(value))
-    suites.set("errors", "0")
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
 def _escape_data(text: str) -> str:
