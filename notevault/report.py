@@ -9,6 +9,7 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .github import workflow_commands
 from .junit import to_junit
 from .results import BlockResult, NoteReport, Report
 
@@ -43,29 +44,9 @@ def to_json(report: Report, *, indent: int | None = 2) -> str:
     return json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def to_github(report: Report) -> str:
-    lines = []
-    level = {"error": "error", "warning": "warning", "info": "notice"}
-    for note in report.notes:
-        for block in note.blocks:
-            if block.status in ("failed", "stale"):
-                title = _escape_property(f"notevault: block {block.id} {block.status}")
-                lines.append(f"::error file={_escape_property(note.path)},line={block.line},title={title}::"
-                             + _escape_data(block.error or block.status))
-        for finding in note.lint:
-            title = _escape_property(f"notevault {finding.rule}")
-            lines.append(f"::{level[finding.severity]} file={_escape_property(note.path)},line={finding.line},"
-                         f"col={finding.col},title={title}::{_escape_data(finding.message)}")
-    lines.append(_summary_line(report))
-    return "\n".join(lines) + "\n"
+    """Annotations (see github.py), then the summary line as plain log text."""
+    return "\n".join([*workflow_commands(report), _summary_line(report)]) + "\n"
 
 
 def _summary_line(report: Report) -> str:

@@ -121,7 +121,9 @@ def test_junit_names_survive_text_moving_above_a_block(small_vault, capsys):
     assert names() == before
 
 
-def test_github_annotations(small_vault, capsys):
+def test_github_annotations(small_vault, capsys, monkeypatch):
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(small_vault))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     status, out = run_cli(capsys, "check", "--frozen", "--format", "github", ".")
     annotation = r"^::(error|warning|notice) file=([^,]+),line=(\d+)(?:,col=(\d+))?,title=([^:]+)::(.*)$"
     annotations = re.findall(annotation, out, re.M)
