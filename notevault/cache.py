@@ -17,6 +17,17 @@ from .results import BlockResult
 
 CACHE_FILE = Path(".notevault") / "cache.jsonl"
 COMPACT_AT = 1000  # lines; compact when fewer than half of them are still current
+# Machine-specific results never belong in the user's repository: the folder ignores itself, as pytest's does.
+GITIGNORE = "# created by notevault: its cache stays out of git\n*\n"
+
+
+def make_cache_folder(folder: Path) -> None:
+    """Create ``folder`` with a ``.gitignore`` holding ``*``; a folder that already exists is left as it is."""
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        return  # the user's, or an earlier run's: its .gitignore (or its absence) is theirs to keep
+    (folder / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
 
 
 class Cache:
@@ -65,7 +76,7 @@ class Cache:
         line = (json.dumps([key, data], ensure_ascii=False) + "\n").encode("utf-8")
         try:
             if self._fd is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_cache_folder(self.path.parent)
                 self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 size = os.fstat(self._fd).st_size
                 if size and os.pread(self._fd, 1, size - 1) != b"\n":

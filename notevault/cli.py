@@ -28,6 +28,12 @@ def _common(parser: argparse.ArgumentParser, *, runs: bool) -> None:
         parser.add_argument("--force", action="store_true", help="ignore cached and stored results")
 
 
+def _git_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--git", action="store_true",
+                        help="the vault's files are those git tracks: a link to a file never git-added is broken "
+                             "(for pre-commit, which leaves untracked files on disk)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="notevault", description="Run the code and check the formulas of Obsidian notes; lint the vault.")
@@ -40,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(check, runs=True)
     check.add_argument("--frozen", action="store_true", help="run nothing: verify the stored results are current")
     check.add_argument("--strict", action="store_true", help="lint warnings fail too")
+    _git_option(check)
     watch = commands.add_parser("watch", help="re-run a note's changed blocks each time it is saved")
     watch.add_argument("path", type=Path, metavar="PATH")
     watch.add_argument("--device", choices=("auto", "cpu", "cuda"))
@@ -50,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint = commands.add_parser("lint", help="static checks only: template sections, links, tags")
     _common(lint, runs=False)
     lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    _git_option(lint)
     watch.add_argument("--format", choices=("text", "json"), default="text",
                        help="text, or json: one SPEC §7 report per run, each on one line")
     clean = commands.add_parser("clean", help="remove result callouts and their figure files")
@@ -88,7 +96,7 @@ def _run(args: argparse.Namespace, *, write: bool) -> int:
         raise UsageError("--jobs must be at least 1")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
-    vault = Vault.of_paths(args.paths)
+    vault = Vault.of_paths(args.paths, git=getattr(args, "git", False))
     frozen = getattr(args, "frozen", False)
     if frozen and args.force:
         raise UsageError("--frozen runs nothing and --force runs everything: give one of them")
@@ -104,7 +112,7 @@ def _lint(args: argparse.Namespace) -> int:
     from .lint import lint_paths
     from .vault import Vault
 
-    report = lint_paths(Vault.of_paths(args.paths), args.paths)
+    report = lint_paths(Vault.of_paths(args.paths, git=args.git), args.paths)
     return _report_and_exit_status(report, args, strict=args.strict)
 
 

@@ -36,10 +36,13 @@ class TemplateGone(Exception):
 
 
 def require_torch() -> None:
-    """Running blocks needs torch in this environment: say so in one line (exit 2) before starting anything."""
+    """Running blocks needs torch, an extra of the package: say so in one line, before starting a template.
+
+    find_spec locates torch without importing it (the CLI process never imports torch).
+    """
     if importlib.util.find_spec("torch") is None:
-        raise SetupError("running blocks needs torch, which is not installed in this environment "
-                         f"({sys.executable}): install torch (pip install 'torch>=2.1')")
+        raise SetupError("running blocks needs torch: install notevault with its run extra, "
+                         "pip install 'notevault-obsidian[run]'")
 
 
 def _template_environment() -> dict[str, str]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from typing import IO
-from xml.etree import ElementTree as ET
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .github import workflow_commands
+from .junit import to_junit
 from .results import BlockResult, NoteReport, Report
 
 FORMATS = ("text", "json", "junit", "github")
@@ -43,69 +44,9 @@ def to_json(report: Report, *, indent: int | None = 2) -> str:
     return json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
 
 
-def to_junit(report: Report) -> str:
-    suites = ET.Element("testsuites", name="notevault", tests="0", failures="0", skipped="0",
-                        time=f"{report.seconds:.3f}")
-    totals = {"tests": 0, "failures": 0, "skipped": 0}
-    for note in report.notes:
-        suite = ET.SubElement(suites, "testsuite", name=note.path)
-        counts = {"tests": 0, "failures": 0, "skipped": 0}
-        for block in note.blocks:
-            case = ET.SubElement(suite, "testcase", classname=note.path, name=f"{block.id} (line {block.line})",
-                                 time=f"{block.seconds:.3f}", file=note.path, line=str(block.line))
-            counts["tests"] += 1
-            if block.status in ("failed", "stale"):
-                counts["failures"] += 1
-                failure = ET.SubElement(case, "failure", message=block.error or block.status, type=block.status)
-                failure.text = block.traceback or block.error or ""
-            elif block.status == "skipped":
-                counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=block.error or "skipped")
-        for finding in note.lint:
-            case = ET.SubElement(suite, "testcase", classname=f"{note.path} lint",
-                                 name=f"{finding.rule} (line {finding.line}:{finding.col})",
-                                 time="0", file=note.path, line=str(finding.line))
-            counts["tests"] += 1
-            if finding.severity == "error":
-                counts["failures"] += 1
-                ET.SubElement(case, "failure", message=finding.message, type=finding.rule)
-            elif finding.severity == "warning":
-                counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=finding.message)
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            totals[key] += value
-        suite.set("errors", "0")
-    for key, value in totals.items():
-        suites.set(key, str(value))
-    suites.set("errors", "0")
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def to_github(report: Report) -> str:
-    lines = []
-    level = {"error": "error", "warning": "warning", "info": "notice"}
-    for note in report.notes:
-        for block in note.blocks:
-            if block.status in ("failed", "stale"):
-                title = _escape_property(f"notevault: block {block.id} {block.status}")
-                lines.append(f"::error file={_escape_property(note.path)},line={block.line},title={title}::"
-                             + _escape_data(block.error or block.status))
-        for finding in note.lint:
-            title = _escape_property(f"notevault {finding.rule}")
-            lines.append(f"::{level[finding.severity]} file={_escape_property(note.path)},line={finding.line},"
-                         f"col={finding.col},title={title}::{_escape_data(finding.message)}")
-    lines.append(_summary_line(report))
-    return "\n".join(lines) + "\n"
+    """Annotations (see github.py), then the summary line as plain log text."""
+    return "\n".join([*workflow_commands(report), _summary_line(report)]) + "\n"
 
 
 def _summary_line(report: Report) -> str:

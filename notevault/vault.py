@@ -6,7 +6,9 @@ import fnmatch
 import json
 import os
 import posixpath
+import subprocess
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -87,12 +89,35 @@ def read_obsidian_settings(root: Path) -> ObsidianSettings:
     )
 
 
-class Vault:
-    """A vault root with its settings and an index of its files (paths relative to the root, posix form)."""
+def tracked_files(root: Path) -> list[str]:
+    """The files in git's index under ``root``, relative to it, as the walk would list them (``--git``).
 
-    def __init__(self, root: Path) -> None:
+    pre-commit stashes unstaged changes but leaves untracked files on disk: judged by the index, a link to a file
+    never ``git add``-ed is broken here, as it will be in a clone.
+    """
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        reason = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+        raise UsageError(f"--git: cannot list the files git tracks in {root}: {reason}") from None
+    files = []
+    for rel in os.fsdecode(listed).split("\0"):
+        path = root / rel
+        if rel and not any(ignored(part) for part in rel.split("/")) and os.path.lexists(path) and not path.is_dir():
+            files.append(rel)
+    return files
+
+
+class Vault:
+    """A vault root with its settings and an index of its files (paths relative to the root, posix form).
+
+    With ``git``, the index holds only the files git tracks (see ``tracked_files``).
+    """
+
+    def __init__(self, root: Path, *, git: bool = False) -> None:
         self.root = Path(os.path.abspath(root))
         self.real_root = self.root.resolve()  # where its files really are: nothing outside is read or written
+        self.git = git
         self.settings = read_obsidian_settings(root)
         self.config: Config = load_config(root / CONFIG_FILE)
         self.files: list[str] = []
@@ -101,15 +126,15 @@ class Vault:
         self._index()
 
     @classmethod
-    def discover(cls, path: Path) -> Vault:
+    def discover(cls, path: Path, *, git: bool = False) -> Vault:
         if not os.path.lexists(path):
             raise UsageError(f"no such file or folder: {path}")
-        return cls(find_root(path))
+        return cls(find_root(path), git=git)
 
     @classmethod
-    def of_paths(cls, paths: list[Path]) -> Vault:
+    def of_paths(cls, paths: list[Path], *, git: bool = False) -> Vault:
         """The one vault holding every path; a usage error if they span two vaults (never dropped silently)."""
-        vault = cls.discover(paths[0])
+        vault = cls.discover(paths[0], git=git)
         for path in paths[1:]:
             if not os.path.lexists(path):
                 raise UsageError(f"no such file or folder: {path}")
@@ -120,16 +145,18 @@ class Vault:
         return vault
 
     def _index(self) -> None:
+        for rel in tracked_files(self.root) if self.git else self._walk():
+            self.files.append(rel)
+            self.by_name[posixpath.basename(rel).casefold()].append(rel)
+        self._file_set = {f.casefold(): f for f in self.files}
+
+    def _walk(self) -> Iterator[str]:
         for folder, dirs, files in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if not ignored(d))
             rel_folder = Path(folder).relative_to(self.root).as_posix()
             for name in sorted(files):
-                if ignored(name):
-                    continue
-                rel = name if rel_folder == "." else f"{rel_folder}/{name}"
-                self.files.append(rel)
-                self.by_name[name.casefold()].append(rel)
-        self._file_set = {f.casefold(): f for f in self.files}
+                if not ignored(name):
+                    yield name if rel_folder == "." else f"{rel_folder}/{name}"
 
     def relative(self, path: Path) -> str:
         """The vault-relative posix path of a note found by ``notes()`` (or of any path inside the vault)."""

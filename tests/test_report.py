@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+import xmlschema
 from conftest import make_vault
 
 from notevault.cli import main
@@ -65,24 +67,66 @@ def test_check_runs_everything_and_writes_nothing(small_vault, capsys):
     assert {p.name: p.read_bytes() for p in small_vault.glob("*.md")} == before
 
 
+SCHEMA = Path(__file__).parent / "junit-surefire.xsd"
+
+
 def test_junit_report(small_vault, capsys):
     status, out = run_cli(capsys, "check", "--frozen", "--format", "junit", ".")
+    xmlschema.XMLSchema(SCHEMA).validate(out)
     root = ET.fromstring(out)
     assert status == 1 and root.tag == "testsuites"
-    counts = (root.get("tests"), root.get("failures"), root.get("skipped"), root.get("errors"))
-    assert counts == ("4", "3", "0", "0")
+    assert sorted(root.attrib) == ["errors", "failures", "name", "tests", "time"]
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("5", "3", "0")
     suites = root.findall("testsuite")
-    assert [s.get("name") for s in suites] == ["a.md", "b.md"]
+    assert [(s.get("name"), s.get("tests"), s.get("failures"), s.get("skipped")) for s in suites] == [
+        ("a.md", "3", "2", "0"), ("b.md", "2", "1", "0")]
+    assert all(re.fullmatch(r"\d+\.\d{3}", s.get("time")) for s in suites)
     cases = {(c.get("classname"), c.get("name")): c for s in suites for c in s.findall("testcase")}
-    assert set(cases) == {("a.md", "ok (line 3)"), ("a.md", "bad (line 12)"),
-                          ("a.md lint", "broken-link (line 25:1)"), ("b.md", "old (line 1)")}
-    assert cases["a.md", "ok (line 3)"].find("failure") is None
-    assert cases["b.md", "old (line 1)"].find("failure").get("type") == "stale"
-    assert cases["a.md lint", "broken-link (line 25:1)"].find("failure").get("message") == (
-        "broken image: 'missing.png' not found")
+    assert list(cases) == [("a", "ok"), ("a", "bad"), ("a", "lint"), ("b", "old"), ("b", "lint")]
+    assert {sorted(c.attrib) == ["classname", "name", "time"] for c in cases.values()} == {True}
+    assert cases["a", "ok"].find("failure") is None
+    assert cases["a", "ok"].find("system-out") is None  # a stored result keeps no output: check ran nothing
+    assert cases["b", "old"].find("failure").get("type") == "stale"
+    lint = cases["a", "lint"].find("failure")
+    assert (lint.get("message"), lint.text) == ("1 lint error", "a.md:25:1: error: broken image: 'missing.png' not "
+                                                                "found [broken-link]")
+    assert cases["b", "lint"].find("failure") is None
 
 
-def test_github_annotations(small_vault, capsys):
+def test_junit_carries_output_and_validates_whatever_a_block_prints(tmp_path, monkeypatch, capsys):
+    noisy = ("```python run id=noisy\nimport sys\nprint('out'); print('err', file=sys.stderr)\n"
+             "print('\\x1b[31mred\\x1b[0m', '\\x00', '<&>')\n1 / 0\n```\n")
+    skipped = "---\nnotevault: {skip: true}\n---\n\n```python run id=later\nprint(1)\n```\n"
+    root = make_vault(tmp_path / "v", {"deep/v1.2 notes.md": noisy, "skipped.md": skipped})
+    monkeypatch.chdir(root)
+    status, out = run_cli(capsys, "check", "--format", "junit", ".")
+    xmlschema.XMLSchema(SCHEMA).validate(out)
+    assert status == 1
+    suites = {s.get("name"): s for s in ET.fromstring(out).iter("testsuite")}
+    case = suites["deep/v1.2 notes.md"].find("testcase")
+    assert (case.get("classname"), case.get("name")) == ("deep.v1_2 notes", "noisy")
+    assert case.find("system-out").text == "out\nerr\n\\x1b[31mred\\x1b[0m \\x00 <&>\n"
+    assert case.find("failure").get("message") == "ZeroDivisionError: division by zero"
+    assert case.find("failure").text.splitlines()[-1] == "ZeroDivisionError: division by zero"
+    later = suites["skipped.md"]
+    assert (later.get("tests"), later.get("skipped"), later.get("failures")) == ("2", "1", "0")
+    assert later.find("testcase/skipped") is not None
+
+
+def test_junit_names_survive_text_moving_above_a_block(small_vault, capsys):
+    def names() -> list[tuple[str, str]]:
+        _, out = run_cli(capsys, "check", "--frozen", "--format", "junit", ".")
+        return [(c.get("classname"), c.get("name")) for c in ET.fromstring(out).iter("testcase")]
+
+    before = names()
+    note = small_vault / "a.md"
+    note.write_text(note.read_text().replace("# Small vault\n", "# Small vault\n\nA new paragraph.\n\n"))
+    assert names() == before
+
+
+def test_github_annotations(small_vault, capsys, monkeypatch):
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(small_vault))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     status, out = run_cli(capsys, "check", "--frozen", "--format", "github", ".")
     annotation = r"^::(error|warning|notice) file=([^,]+),line=(\d+)(?:,col=(\d+))?,title=([^:]+)::(.*)$"
     annotations = re.findall(annotation, out, re.M)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 from conftest import make_vault
 
+from notevault.cli import main
 from notevault.errors import ConfigError
 from notevault.vault import Vault, find_root
 
@@ -78,3 +82,25 @@ def test_notevault_yaml_values(tmp_path):
     config = Vault(root).config
     assert (config.device, config.timeout, config.severity("unfilled-section"), config.severity("broken-link")) == (
         "cpu", 5.0, "error", "error")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_with_git_the_index_holds_the_files_git_tracks(tmp_path, capsys):
+    root = make_vault(tmp_path / "v", {"a.md": "![[img.png]] ![[kept.png]]", "kept.png": "", "img.png": "",
+                                       "sub/b.md": "", "gone.md": "", ".trash/t.md": ""})
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "a.md", "kept.png", "sub/b.md", "gone.md", ".trash/t.md",
+                    ".obsidian/app.json"], check=True)
+    (root / "gone.md").unlink()  # tracked, deleted on disk: not a file of the vault either
+    assert Vault(root, git=True).files == ["a.md", "kept.png", "sub/b.md"]
+    assert main(["lint", "--git", str(root)]) == 1  # img.png is on disk but never added
+    assert capsys.readouterr().out.splitlines()[0].endswith("a.md:1:1: error: broken embed: 'img.png' not found "
+                                                            "[broken-link]")
+    assert main(["lint", str(root)]) == 0
+
+
+def test_git_outside_a_repository_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    root = make_vault(tmp_path / "v", {"a.md": ""})
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above the test's folder counts
+    assert main(["lint", "--git", str(root)]) == 2
+    assert capsys.readouterr().err.startswith("notevault: error: --git: cannot list the files git tracks in ")
