@@ -101,6 +101,14 @@ class Template:
         number, pid = int.from_bytes(message[:4], "big", signed=True), int.from_bytes(message[4:], "big", signed=True)
         return number, pid, Connection(fds[0])
 
+    def keep_more(self, count: int) -> None:
+        """Keep ``count`` more workers forked ahead (a later run asks for more in parallel)."""
+        try:
+            self.control.sendall(b"+" * count)
+            self.spares += count
+        except OSError:
+            self.gone = True
+
     def exits(self) -> list[tuple[int, int]]:
         """(worker number, exit code) of the workers reaped since the last call."""
         exits = []
@@ -126,11 +134,13 @@ _template: Template | None = None
 
 
 def template(spares: int = 2) -> Template:
-    """The worker template, started on first use (and again if it died)."""
+    """The worker template, started on first use (and again if it died), keeping ``spares`` workers ready."""
     global _template
     if _template is None or not _template.alive:
         _template = Template(spares)
         atexit.register(_template.close)
+    elif spares > _template.spares:
+        _template.keep_more(spares - _template.spares)
     return _template
 
 

@@ -111,7 +111,8 @@ class _Spares:
 
 
 def serve(control: socket.socket, handover: socket.socket, spares: _Spares) -> None:
-    """Hand a waiting worker to the CLI for each ``W`` it sends; report each worker's exit code."""
+    """Hand a waiting worker to the CLI for each ``W`` it sends (``+``: keep one more waiting); report each
+    worker's exit code."""
     events = Connection(os.dup(control.fileno()))
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -132,6 +133,7 @@ def serve(control: socket.socket, handover: socket.socket, spares: _Spares) -> N
             if not requests:  # the CLI is gone: so are its workers and what they started
                 spares.kill_all()
                 os._exit(0)
+            spares.wanted += requests.count(b"+")
             for _ in range(requests.count(b"W")):
                 number, pid, ours = spares.take()
                 try:

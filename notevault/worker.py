@@ -21,6 +21,7 @@ import sys
 import time
 import traceback
 from multiprocessing.connection import Connection
+from types import CodeType
 
 from .jobs import FRAME_HEADER, Job, Task, filename_of, frame
 from .results import BlockResult, FormulaResult
@@ -31,10 +32,29 @@ NO_CUDA = "CUDA is not available here"
 # Warnings print "path:line: Category: message"; library paths are shortened like traceback frames.
 WARNING_PATH = re.compile(r"^(?P<path>/[^\n:]+\.py)(?=:\d+: )", re.MULTILINE)
 
-# The user's code may rebind builtins, json, os.write … in this process: what sends results back was bound
-# before any of it ran.
+# The user's code may rebind builtins, json, os.write … in this process. What sends results back was bound
+# before any of it ran, and the builtins the user's code changed are in place only while that code runs:
+# notevault's own code in the worker always sees them as they were.
 _write, _len, _view, _exit = os.write, builtins.len, builtins.memoryview, os._exit
 _dumps, _pack = json.dumps, FRAME_HEADER.pack
+_BUILTINS = builtins.__dict__
+_PRISTINE = _BUILTINS.copy()
+
+
+class _UsersBuiltins:
+    """The builtins as the note's code left them, swapped in only while it runs."""
+
+    def __init__(self) -> None:
+        self.state = _PRISTINE.copy()
+
+    def enter(self) -> None:
+        _BUILTINS.clear()
+        _BUILTINS.update(self.state)
+
+    def leave(self) -> None:
+        self.state = _BUILTINS.copy()
+        _BUILTINS.clear()
+        _BUILTINS.update(_PRISTINE)
 
 
 class _Channel:
@@ -73,12 +93,13 @@ def run_job(job: Job, channel: _Channel, output: _Output) -> None:
         linecache.cache[filename_of(index)] = (sum(map(len, lines)), None, lines, filename_of(index))
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins, "torch": torch}
     shorten = _path_shortener()
+    users = _UsersBuiltins()
     for index, task in enumerate(job.tasks):
         if os.getcwd() != task.cwd:
             os.chdir(task.cwd)
         device = _resolve_device(task.device)
         channel.send({"kind": "start", "task": index, "device": device.type if device else None})
-        result = _run_task(task, index, device, namespace, output, shorten)
+        result = _run_task(task, index, device, namespace, output, shorten, users)
         channel.send({"kind": "result", "task": index, "result": result.to_json()})
     channel.send({"kind": "done"})
 
@@ -159,7 +180,8 @@ def seed_everything(seed: int) -> None:
         sys.modules["numpy"].random.seed(seed)
 
 
-def _run_task(task: Task, index: int, device, namespace: dict, output: _Output, shorten) -> BlockResult:
+def _run_task(task: Task, index: int, device, namespace: dict, output: _Output, shorten,
+              users: _UsersBuiltins) -> BlockResult:
     base = {"id": "", "line": 0, "kind": task.kind, "hash": ""}
     if device is None:
         return BlockResult(**base, status="skipped", error=NO_CUDA)
@@ -169,7 +191,12 @@ def _run_task(task: Task, index: int, device, namespace: dict, output: _Output, 
     start = time.perf_counter()
     value, error, trace, formula = None, None, None, None
     try:
-        value = _execute(task, index, namespace)
+        body, last = _compile(task.code, filename_of(index))
+        users.enter()
+        try:
+            value = _execute(body, last, namespace)
+        finally:
+            users.leave()
         if task.formula is not None:
             formula, error = _check_formula(task, namespace)
     except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit included
@@ -183,15 +210,18 @@ def _run_task(task: Task, index: int, device, namespace: dict, output: _Output, 
                        value=value, traceback=trace, figures=_take_figures(), formula=formula)
 
 
-def _execute(task: Task, index: int, namespace: dict) -> str | None:
-    """exec the block; return the repr of a last bare expression, as Jupyter shows it."""
-    filename = filename_of(index)
-    tree = ast.parse(task.code, filename=filename)
+def _compile(code: str, filename: str) -> tuple[CodeType, CodeType | None]:
+    """The block's statements, and its last bare expression apart (its value is shown, as Jupyter does)."""
+    tree = ast.parse(code, filename=filename)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    exec(compile(tree, filename, "exec"), namespace)
-    if last is None:
-        return None
-    result = eval(compile(ast.Expression(last.value), filename, "eval"), namespace)
+    body = compile(tree, filename, "exec")
+    return body, compile(ast.Expression(last.value), filename, "eval") if last is not None else None
+
+
+def _execute(body: CodeType, last: CodeType | None, namespace: dict) -> str | None:
+    """Run the block's code as the note's own (its builtins in place); the repr of a last bare expression."""
+    exec(body, namespace)
+    result = eval(last, namespace) if last is not None else None
     if result is None:
         return None
     text = repr(result)

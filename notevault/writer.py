@@ -121,12 +121,12 @@ def render_callout(result: BlockResult, placement: Placement, layout: Layout, *,
     return [title, callout.marker_line(result.id, result.hash, content_sum, separator=separator), *body]
 
 
-def _same_but_time(old: ResultCallout, new: list[str]) -> bool:
+def _same_but_time(old: ResultCallout, new: list[str], result: BlockResult) -> bool:
     """A re-run that differs only in the seconds it took leaves the callout alone (no churn on every run)."""
-    if len(old.lines) < 2 or len(new) < 2 or old.lines[2:] != tuple(new[2:]):
+    if not old.intact or (old.id, old.hash) != (result.id, result.hash) or old.lines[2:] != tuple(new[2:]):
         return False
     seconds = re.compile(r" · \d+(?:\.\d+)? s")
-    return seconds.sub("", old.lines[0]) == seconds.sub("", new[0]) and old.intact
+    return seconds.sub("", old.lines[0]) == seconds.sub("", new[0])
 
 
 def splice(note: Note, placements: dict[int, Placement], layout: Layout, *,
@@ -191,7 +191,7 @@ def _callout_lines(note: Note, block: Block, placement: Placement, layout: Layou
     number = note.blocks.index(block)
     spliced.results[number] = result
     spliced.figures.update(zip(placement.figure_names, result.figures, strict=False))
-    if block.result is not None and _same_but_time(block.result, lines):
+    if block.result is not None and _same_but_time(block.result, lines, result):
         spliced.results[number] = replace(result, seconds=block.result.seconds or result.seconds)
         return None
     quote = block.prefix + ">"
