@@ -2,12 +2,15 @@
 
 Results travel by identity: the pool reports (job, task), and each job keeps the planned blocks it runs, so a
 result can only ever land on the block that produced it. A note is written back as soon as its last block has
-its result, while other jobs still run.
+its result, by a writer thread: a write waits for the disk (fsync), and the thread that hands jobs to workers
+must not.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -138,6 +141,34 @@ class _Run:
                        output=locate(result.output, where) or "", traceback=locate(result.traceback, where))
 
 
+class _Writer:
+    """Finishes notes (write-back, report) one at a time on a thread of its own, in the order given."""
+
+    def __init__(self, finish: Callable[[NotePlan], None]) -> None:
+        self.finish = finish
+        self.todo: queue.SimpleQueue[NotePlan | None] = queue.SimpleQueue()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="notevault-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (plan := self.todo.get()) is not None:
+            if self.failure is None:
+                try:
+                    self.finish(plan)
+                except BaseException as exc:  # noqa: BLE001 - raised again in the main thread by close()
+                    self.failure = exc
+
+    def submit(self, plan: NotePlan) -> None:
+        self.todo.put(plan)
+
+    def close(self) -> None:
+        self.todo.put(None)
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+
+
 def execute(vault: Vault, paths: list[Path], options: RunOptions,
             on_note: Callable[[NoteReport], None] | None = None) -> Report:
     """Run (or with ``frozen``, only verify) the tagged blocks of the notes under ``paths``."""
@@ -157,9 +188,10 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
         for planned in chain:
             if planned.result is None and planned.note.in_scope:
                 run.waiting[planned.note.rel] += 1
+    writer = _Writer(run.finish)
     for plan in scope:
         if run.waiting[plan.rel] == 0:
-            run.finish(plan)
+            writer.submit(plan)
 
     def on_result(job: int, task: int, result: BlockResult) -> None:
         planned = jobs[job][1][task]
@@ -169,11 +201,12 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
         planned.result, planned.origin = result, "run"
         run.waiting[planned.note.rel] -= 1
         if run.waiting[planned.note.rel] == 0:
-            run.finish(planned.note)
+            writer.submit(planned.note)
 
     try:
         if jobs:
             WorkerPool(jobs_count).run([job for job, _ in jobs], on_result=on_result, on_done=lambda job: None)
     finally:
         run.planner.cache.close()
+        writer.close()
     return Report(list(run.reports.values()) + outside, time.perf_counter() - started, linted=options.lint)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import pickle
 import select
 import signal
 import socket
@@ -56,15 +57,64 @@ def warm_up() -> None:
     x = torch.randn(8, 4, requires_grad=True)
     torch.nn.functional.batch_norm(x, None, None, training=True).sum().backward()
     torch.optim.Adam([x]).step()
-    torch.softmax(x, -1)
     for optimizer in _optimizer_classes(torch):  # the first of each class patches its step(): once, here
         try:
             optimizer([x])
         except (TypeError, ValueError, RuntimeError):
             pass
+    for _ in range(WARM_ROUNDS):
+        _run_a_typical_note()
     # Everything made so far lives as long as the template: keep the garbage collector away from it, so
     # forked workers do not copy those pages just by collecting (copy-on-write faults are a fork's main cost).
+    gc.collect()
     gc.freeze()
+
+
+# What notes do most, run here a few times so that every fork starts with it done: first calls (module
+# construction, tensor printing, autograd, optimizer steps) fill caches and let the interpreter specialise
+# the code, and a fork that redoes that writes to pages it shares with the template.
+TYPICAL_NOTE = (
+    "x = torch.randn(64, 32)\nprint(x.mean().item(), x.shape, x[:2, :3])",
+    "w = torch.nn.Linear(32, 16)\nmodel = torch.nn.Sequential(w, torch.nn.ReLU(), torch.nn.Dropout(0.1))\n"
+    "y = model(x)\nprint(y.shape, model)",
+    "bn = torch.nn.BatchNorm1d(16)\nz = bn(y)\nln = torch.nn.LayerNorm(16)\nz = ln(z)\nprint(z.std().item())",
+    "opt = torch.optim.Adam(model.parameters(), lr=0.01)\nloss = torch.nn.functional.mse_loss(z, torch.zeros_like(z))"
+    "\nloss.backward()\nopt.step()\nopt.zero_grad()\nsgd = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    "sgd.step()\nprint(loss.item())",
+    "p = torch.softmax(z, dim=-1)\nq = torch.nn.functional.log_softmax(z, -1)\nprint(p.sum(-1)[:3], q.exp()[:1])",
+    "Q = K = V = torch.randn(2, 4, 8)\nattn = torch.softmax(Q @ K.transpose(-2, -1) / 8 ** 0.5, -1) @ V\n"
+    "out = torch.nn.functional.scaled_dot_product_attention(Q, K, V)\n"
+    "print(torch.allclose(attn, out, atol=1e-6), attn.dtype)\nwith torch.no_grad():\n    e = torch.nn.Embedding(10, 4)"
+    "(torch.arange(3))\nce = torch.nn.functional.cross_entropy(torch.randn(3, 5), torch.tensor([1, 0, 4]))\nce",
+)
+WARM_ROUNDS = 3
+
+
+def _run_a_typical_note() -> None:
+    """The notes' common operations, through the worker's own path (results encoded as they are sent)."""
+    import sys
+
+    from notevault.jobs import Job, Task
+    from notevault.worker import _Output, run_job
+
+    fd = os.memfd_create("notevault-warm-up")
+    job = Job("warm-up", tuple(Task("w", "run", code, os.getcwd(), "cpu", 60.0) for code in TYPICAL_NOTE))
+    job = pickle.loads(pickle.dumps(job))  # as a worker receives it
+    saved = sys.stdout, sys.stderr, list(sys.path)
+    sys.stdout = sys.stderr = open(fd, "w", encoding="utf-8", closefd=False)
+    try:
+        run_job(job, _Discard(), _Output(fd))
+    finally:
+        sys.stdout, sys.stderr = saved[0], saved[1]
+        sys.path[:] = saved[2]
+        os.close(fd)
+
+
+class _Discard:
+    def send(self, message: dict) -> None:
+        from notevault.jobs import frame
+
+        frame(message)
 
 
 def _optimizer_classes(torch) -> list[type]:
