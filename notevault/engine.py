@@ -8,6 +8,7 @@ must not.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import threading
@@ -82,9 +83,12 @@ class _Run:
             done = write_back(self.vault, plan.path, plan.rel, plan.note, lambda note: self._place(plan, note),
                               self.layout)
             report.warnings += done.warnings
+            report.seen = done.seen
             report.blocks = self._as_written(plan, done)
         else:
             report.blocks = [self._shown(p, p.block.span.line) for p in plan.blocks]
+        if report.seen is None and plan.note is not None:
+            report.seen = hashlib.sha256(plan.note.raw().encode("utf-8", "surrogatepass")).hexdigest()
         if self.on_note:
             self.on_note(report)
 

@@ -87,6 +87,7 @@ class NoteReport:
     blocks: list[BlockResult] = field(default_factory=list)
     lint: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. results dropped because the note changed
+    seen: str | None = None  # sha256 of the note's bytes as notevault left them (written, or read and kept)
 
 
 @dataclass

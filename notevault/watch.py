@@ -143,8 +143,11 @@ class Watcher:
         reports: list[NoteReport] = []
         execute(self.vault, notes, self.options, on_note=reports.append)
         seconds = time.perf_counter() - started
+        seen = {report.path: report.seen for report in reports}
         for note in notes:
-            self.written[note] = _digest(note)
+            # What notevault wrote (or read and left), not what is there now: a save landing right after
+            # the write must look like a change.
+            self.written[note] = seen.get(display_path(note)) or _digest(note)
         if self.fmt == "json":
             self.out.write(to_json(Report(reports, seconds), indent=None))
             self.out.flush()

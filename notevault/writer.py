@@ -9,6 +9,7 @@ on in the note as written, and the caller learns every block's new line without 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import re
 import unicodedata
 from collections.abc import Callable
@@ -240,6 +241,7 @@ class WriteBack:
     warnings: list[str] = field(default_factory=list)
     note: Note | None = None  # the note the results were spliced into (the newest, if it changed meanwhile)
     written: bool = False
+    seen: str | None = None  # sha256 of the note's bytes as this left them
 
 
 Placer = Callable[[Note], tuple[dict[int, Placement], list[str]]]  # note -> placements, warnings
@@ -260,6 +262,7 @@ def write_back(vault: Vault, path: Path, rel: str, planned: Note, place: Placer,
         except (OSError, NoteError) as exc:
             outcome.warnings.append(f"results not written: {exc}")
             return outcome
+        outcome.seen = hashlib.sha256(data).hexdigest()
         note = planned if (text, bom) == (planned.text, planned.bom) else parse_note(text, path, bom=bom)
         placements, warnings = place(note)
         orphans = tuple(r for r in note.orphans if r.intact)
@@ -277,6 +280,7 @@ def write_back(vault: Vault, path: Path, rel: str, planned: Note, place: Placer,
             outcome.warnings = [f"results not written: {exc.strerror or exc}"]
             return outcome
         outcome.written = True
+        outcome.seen = hashlib.sha256(spliced.text.encode("utf-8", "surrogatepass")).hexdigest()
         replaced = [name for region in spliced.replaced for name in region.figures if name not in spliced.figures]
         figures.remove_unused(vault, rel, replaced)
         return outcome
