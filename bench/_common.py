@@ -55,6 +55,7 @@ def make_run_vault(root: Path, notes: int, *, heavy: bool = False) -> Path:
 # pseudo-code block, and tagged blocks that share state like notebook cells. Generation writes text directly (no
 # torch, no notevault), so 10,000 notes take seconds.
 
+GENERATOR = "realistic-1"  # change when the generated text changes: vaults kept by bench/scale.py --keep are remade
 STUDY_TEMPLATE = TEMPLATES / "AI 学习记录模板.md"
 AREAS = ("01 基础 Foundations", "02 优化 Optimization", "03 架构 Architectures", "04 训练 Training")
 TOPICS = (  # (Chinese, English, tag, area)
