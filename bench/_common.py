@@ -366,6 +366,30 @@ def tagged_blocks(text: str) -> list[str]:
     return TAGGED_FENCE.findall(text)
 
 
+# The floor: one python process that imports torch once and exec()s every block, a fresh namespace per note (no
+# isolation, no capture, no write-back). Its argument is a JSON file: a list of paths of JSON lists of block code.
+FLOOR = r"""
+import sys, json, torch
+for path in json.load(open(sys.argv[1])):
+    namespace = {"torch": torch}
+    for code in json.load(open(path)):
+        exec(compile(code, path, "exec"), namespace)
+"""
+
+
+def write_floor(work: Path, notes: list[list[str]]) -> tuple[Path, Path]:
+    """The floor script and its argument for ``notes`` (each a list of block code), written under ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    files = []
+    for n, blocks in enumerate(notes):
+        target = work / f"note{n:05d}.json"
+        target.write_text(json.dumps(blocks))
+        files.append(str(target))
+    (work / "all.json").write_text(json.dumps(files))
+    (work / "floor.py").write_text(FLOOR)
+    return work / "floor.py", work / "all.json"
+
+
 def blocks_of(path: Path) -> list[str]:
     """The code of a note's tagged blocks (what the floor and the peers execute)."""
     sys.path.insert(0, str(REPO))
@@ -475,7 +499,7 @@ class Usage:
 
 
 def usage_of(target: str, args: list[str], *, timeout: float, module: bool = True, reap: bool = False,
-             cwd: Path | None = None, on_line=None) -> Usage:
+             cwd: Path | None = None, env: dict | None = None, on_line=None) -> Usage:
     """Run ``python -m target args`` (or the script ``target``) and measure it; kill it after ``timeout`` s.
 
     ``on_line`` is called with each line the command writes to stderr (progress); otherwise output is dropped.
@@ -485,7 +509,7 @@ def usage_of(target: str, args: list[str], *, timeout: float, module: bool = Tru
         command = [sys.executable, "-c", LAUNCHER, str(out), "1" if reap else "0", "module" if module else "path",
                    target, *args]
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, start_new_session=True,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, start_new_session=True,
                                    stderr=subprocess.PIPE if on_line else subprocess.DEVNULL, text=bool(on_line))
         reader = _follow(process.stderr, on_line) if on_line else None
         try:
