@@ -135,9 +135,15 @@ def slope(samples: dict[str, list], large: str, small: str, span: int, value) ->
                              for big, little in zip(samples[large], samples[small], strict=True))
 
 
-def per_note_text(cpu_s: float, faults: float, goal_ms: float | None = None) -> str:
+MIN_SPAN = 80  # notes between the two sizes below which a slope is mostly the noise of the fixed costs
+
+
+def per_note_text(cpu_s: float, faults: float, goal_ms: float | None = None, span: int = MIN_SPAN) -> str:
     ms = cpu_s * 1000
-    goal = f" (goal ≤ {goal_ms:g} ms: {'met' if ms <= goal_ms else 'not met'})" if goal_ms else ""
+    verdict = "met" if ms <= (goal_ms or 0) else "not met"
+    if span < MIN_SPAN:
+        verdict = f"not judged: fewer than {MIN_SPAN} notes between the sizes"
+    goal = f" (goal ≤ {goal_ms:g} ms: {verdict})" if goal_ms else ""
     return f"{ms:.1f} ms CPU{goal}, {faults:,.0f} minor faults"
 
 
@@ -169,14 +175,14 @@ def measure(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
         floor, cold = samples[f"floor{notes}"], samples[f"cold{notes}"]
         why = problem(floor + cold)
         if why:
-            rows.append((f"cold `notevault run` vs the floor, {notes:,} notes", why))
+            rows.append((f"{notes:,} notes: cold `notevault run VAULT` vs the floor", why))
             continue
         floor_s, cold_s = (statistics.median(u.seconds for u in floor), statistics.median(u.seconds for u in cold))
         ratio, goal = cold_s / floor_s, RATIO_GOALS.get(notes)
         verdict = f" (goal ≤ {goal:g}×: {'met' if ratio <= goal else 'not met'})" if goal else ""
-        rows.append((f"cold `notevault run VAULT` vs the floor, {notes:,} notes, wall",
+        rows.append((f"{notes:,} notes: cold `notevault run VAULT` vs the floor, wall",
                      f"{cold_s:.2f} s vs {floor_s:.2f} s = {ratio:.2f}×{verdict}"))
-        rows.append(("  the same, CPU of the whole process tree",
+        rows.append((f"{notes:,} notes: the same, CPU of the whole process tree",
                      f"{statistics.median(u.tree_cpu for u in cold):.2f} s vs "
                      f"{statistics.median(u.tree_cpu for u in floor):.2f} s; "
                      f"CLI peak {max(u.peak_mb for u in cold):.0f} MB, largest worker or template "
@@ -189,9 +195,8 @@ def per_note_rows(samples: dict[str, list], small: str, large: str) -> list[tupl
     span = large - small
     names = [f"{kind}{notes}" for kind in ("floor", "cold", "trivial") for notes in (small, large)]
     why = problem([u for name in names for u in samples[name]])
-    label = f"per note (slope from {small:,} to {large:,} notes)"
     if why:
-        return [(label, f"not measured: {why}")]
+        return [("per note", f"not measured: {why}")]
 
     def per(kind: str, value) -> float:
         return slope(samples, f"{kind}{large}", f"{kind}{small}", span, value)
@@ -199,19 +204,19 @@ def per_note_rows(samples: dict[str, list], small: str, large: str) -> list[tupl
     floor_cpu, floor_faults = per("floor", lambda u: u.tree_cpu), per("floor", lambda u: u.tree_faults)
     below_cpu, below_faults = per("cold", lambda u: u.below_cpu), per("cold", lambda u: u.below_faults)
     return [
-        (f"{label}: floor, the blocks' own work", per_note_text(floor_cpu, floor_faults)),
-        (f"{label}: cold run, whole process tree",
+        ("per note, floor: the blocks' own work", per_note_text(floor_cpu, floor_faults)),
+        ("per note, cold run: whole process tree",
          per_note_text(per("cold", lambda u: u.tree_cpu), per("cold", lambda u: u.tree_faults))),
-        ("  CLI process (parse, plan, schedule, write back)",
+        ("per note, cold run: CLI process (parse, plan, schedule, write back)",
          per_note_text(per("cold", lambda u: u.cpu), per("cold", lambda u: u.faults))),
-        ("  template and workers (forks, each worker's whole life, the blocks)",
+        ("per note, cold run: template and workers (forks, each worker's whole life, the blocks)",
          per_note_text(below_cpu, below_faults)),
-        ("  template and workers beyond the floor: isolation's cost per note",
-         per_note_text(below_cpu - floor_cpu, below_faults - floor_faults, PER_NOTE_GOAL_MS)),
-        ("  whole tree beyond the floor",
+        ("per note, isolation's cost: template and workers beyond the floor",
+         per_note_text(below_cpu - floor_cpu, below_faults - floor_faults, PER_NOTE_GOAL_MS, span)),
+        ("per note, cold run: whole process tree beyond the floor",
          per_note_text(per("cold", lambda u: u.tree_cpu) - floor_cpu,
                        per("cold", lambda u: u.tree_faults) - floor_faults)),
-        (f"{label}: notes of one trivial block, template and workers",
+        ("per note, notes of one trivial block: template and workers",
          per_note_text(per("trivial", lambda u: u.below_cpu), per("trivial", lambda u: u.below_faults))),
     ]
 
@@ -263,8 +268,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="notevault-isolation-") as tmp:
         rows = measure(args, Path(tmp))
         rows += fork_reference(Path(tmp), args.forks, args.timeout)
-    settings = f", notevault.yaml: {args.settings}" if args.settings else ", default settings"
-    emit(f"isolation: cold runs of realistic notes against the floor ({args.rounds} round(s){settings})", rows)
+    settings = f"notevault.yaml: {args.settings}" if args.settings else "default settings"
+    small, large = args.notes
+    emit(f"isolation: cold runs of realistic notes against the floor ({settings}; medians of {args.rounds} "
+         f"round(s); per note = the slope from {small:,} to {large:,} notes)", rows)
 
 
 if __name__ == "__main__":
