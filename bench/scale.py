@@ -107,10 +107,9 @@ def run_to_current(target: Path, label: str, timeout: float) -> tuple[list[Usage
                                   timeout=timeout, on_line=beat.line)
             runs.append(usage)
             left = None if usage.timed_out else blocks_not_current(report)
-            if left is not None and (left == 0 or len(runs) == 2):
-                break
-            if usage.timed_out or left is None:
-                break
+            if left != 0 and left is not None:
+                continue  # that run made results current: the next one should find nothing to run
+            break
     return runs, left
 
 
