@@ -1,7 +1,11 @@
 """`notevault run` against the floor and peers, on generated vaults of N notes × 5 small torch blocks.
 
-    python bench/run.py              # 20 and 100 notes, plus the variant with one heavier training block
-    python bench/run.py --notes 20   # one size only
+    python bench/run.py                       # 20 and 100 notes, plus the variant with one heavier training block
+    python bench/run.py --notes 20            # one size only
+    python bench/run.py --vault realistic     # notes like the seeds (see make_realistic_vault), no heavy variant
+
+Two vault kinds: `simple` (a heading, a line of prose, five blocks) and `realistic` (the filled study template:
+front matter, Chinese and English prose, math, callouts, links, images, five torch blocks sharing state).
 
 The floor is one python process that imports torch once and exec()s every block (a fresh namespace per note):
 no isolation, no capture, no write-back. Peers run when installed: pytest-markdown-docs, and a Jupyter kernel per
@@ -19,15 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import emit, interleaved, make_run_vault, median_of, timed
-
-FLOOR = r"""
-import sys, json, torch
-for path in json.load(open(sys.argv[1])):
-    namespace = {"torch": torch}
-    for code in json.load(open(path)):
-        exec(compile(code, path, "exec"), namespace)
-"""
+from _common import FLOOR, emit, interleaved, make_realistic_vault, make_run_vault, median_of, timed
 
 ONE_NOTE = r"""
 import sys, json, torch
@@ -42,18 +38,34 @@ def block_files(vault: Path, work: Path) -> list[str]:
     from notevault.note import read_note
 
     files = []
-    for note in sorted(vault.glob("*.md")):
-        target = work / f"{note.stem}.json"
+    for n, note in enumerate(notes_of(vault)):
+        target = work / f"note{n:05d}.json"
         target.write_text(json.dumps([b.code for b in read_note(note).blocks]))
         files.append(str(target))
     return files
 
 
-def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
+def notes_of(vault: Path) -> list[Path]:
+    """The vault's notes, in every folder, without the study template."""
+    return sorted(p for p in vault.rglob("*.md") if "Templates" not in p.relative_to(vault).parts)
+
+
+def make_vault(kind: str, root: Path, notes: int, heavy: bool) -> Path:
+    if kind == "realistic":
+        return make_realistic_vault(root, notes)
+    return make_run_vault(root, notes, heavy=heavy)
+
+
+def as_plain_python(note: Path) -> str:
+    """The note's text with its untagged pseudo-code fenced as text: the peers would run every python fence."""
+    return note.read_text(encoding="utf-8").replace("```python\n", "```text\n")
+
+
+def measure(notes: int, heavy: bool, runs: int, kind: str = "simple") -> list[tuple[str, str]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        template = make_run_vault(tmp_path / "template", notes, heavy=heavy)
+        template = make_vault(kind, tmp_path / "template", notes, heavy)
         work = tmp_path / "blocks"
         work.mkdir()
         files = block_files(template, work)
@@ -106,8 +118,8 @@ def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
         if importlib.util.find_spec("pytest_markdown_docs"):
             peer = tmp_path / "peer"
             shutil.copytree(template, peer)
-            for note in peer.glob("*.md"):  # its own syntax: the first fence imports torch, the rest continue it
-                text = note.read_text().replace("```python run\n", "```python continuation\n")
+            for note in notes_of(peer):  # its own syntax: the first fence imports torch, the rest continue it
+                text = as_plain_python(note).replace("```python run\n", "```python continuation\n")
                 note.write_text(text.replace("```python continuation\n", "```python\nimport torch\n", 1))
             s, mb = median_of(runs, lambda: timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                                    "--markdown-docs", str(peer)]))
@@ -120,14 +132,14 @@ def measure(notes: int, heavy: bool, runs: int) -> list[tuple[str, str]]:
         elif shutil.which("jupytext") and importlib.util.find_spec("ipykernel"):
             peer = tmp_path / "nb"
             shutil.copytree(template, peer)
-            for note in peer.glob("*.md"):
-                note.write_text(note.read_text().replace("```python run\n", "```python\nimport torch\n"))
+            for note in notes_of(peer):
+                note.write_text(as_plain_python(note).replace("```python run\n", "```python\nimport torch\n"))
 
             def jupyter():
                 import time
 
                 start = time.perf_counter()
-                for note in sorted(peer.glob("*.md")):
+                for note in notes_of(peer):
                     subprocess.run(["jupytext", "--to", "ipynb", "--execute", str(note)], check=False,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 return time.perf_counter() - start, 0.0
@@ -144,11 +156,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--notes", type=int, action="append")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--vault", choices=("simple", "realistic"), default="simple",
+                        help="simple: five blocks and a line of prose; realistic: notes like the seeds")
     args = parser.parse_args()
+    what = "notes × 5 small torch blocks" if args.vault == "simple" else "realistic notes, 5 torch blocks each"
     for notes in args.notes or [20, 100]:
-        emit(f"run: {notes} notes × 5 small torch blocks (median of {args.runs}, taken in rounds)",
-             measure(notes, False, args.runs))
-    emit("run: 20 notes × (5 small + 1 training loop of 200 steps)", measure(20, True, args.runs))
+        emit(f"run: {notes} {what} (median of {args.runs}, taken in rounds)",
+             measure(notes, False, args.runs, args.vault))
+    if args.vault == "simple":  # the training-loop variant exists for the simple vault only
+        emit("run: 20 notes × (5 small + 1 training loop of 200 steps)", measure(20, True, args.runs))
 
 
 if __name__ == "__main__":
