@@ -45,12 +45,14 @@ from pathlib import Path
 
 note, out = Path(sys.argv[1]), Path(sys.argv[2])
 try:
-    from notevault.engine import Planner, RunOptions
+    from notevault.engine import layout_of
+    from notevault.plan import Planner, RunOptions
     from notevault.vault import Vault
 
-    planner = Planner(Vault.discover(note), RunOptions(frozen=True))
+    vault = Vault.discover(note)
+    planner = Planner(vault, RunOptions(frozen=True), layout_of(vault))
     start = time.perf_counter()
-    plan = planner.plan(note.resolve())
+    (plan,) = planner.plan([note])
     out.write_text(json.dumps({"seconds": time.perf_counter() - start, "blocks": len(plan.blocks)}))
 except (ImportError, AttributeError, TypeError) as exc:
     out.write_text(json.dumps({"missing": f"{type(exc).__name__}: {exc}"}))
@@ -257,7 +259,7 @@ def measure_big_note(store: Store, blocks: int, args: argparse.Namespace) -> lis
     rows = [(f"{label}: `notevault check --frozen NOTE`, no results stored (plans all, runs none)",
              figure(cold, goal))]
     say("  planning through the library …")
-    rows.append((f"{label}: parse + plan in-process, no results stored (engine.Planner.plan)",
+    rows.append((f"{label}: parse + plan in-process, no results stored (plan.Planner.plan)",
                  plan_probe(fresh / "big.md", args.big_timeout, goal)))
     if cold[-1].timed_out:
         rows.append((f"{label}: results current", f"not measured: planning alone takes over {args.big_timeout:g} s, "
