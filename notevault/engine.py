@@ -18,15 +18,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from . import figures
+from . import __version__, figures
 from .callout import Layout
+from .index import Index
 from .jobs import locate
 from .lint import Linter, outside_reports
 from .note import Note
-from .plan import NotePlan, PlannedBlock, Planner, RunOptions, jobs_of
+from .plan import NotePlan, PlannedBlock, Planner, RunOptions, cuda_present, jobs_of, sha
 from .pool import WorkerPool, template
-from .results import BlockResult, NoteReport, Report
-from .vault import Vault
+from .results import BlockResult, NoteReport, Report, note_answer, report_from_answer
+from .vault import Vault, display_path
 from .writer import Placement, WriteBack, write_back
 
 __all__ = ["RunOptions", "execute", "layout_of"]
@@ -39,6 +40,22 @@ def layout_of(vault: Vault) -> Layout:
 
 def _jobs_count(vault: Vault, options: RunOptions) -> int:
     return options.jobs or vault.config.jobs or os.cpu_count() or 1
+
+
+def _question(vault: Vault, options: RunOptions) -> str | None:
+    """What the index is asked for this command: run (current results as they are written) or check --frozen
+    (stored results judged, and lint), with everything besides the notes that shapes the answer.
+
+    None where the index cannot answer: --force and check run every block.
+    """
+    if options.force or not (options.write or options.frozen):
+        return None
+    shaping = [__version__, vault.settings_digest, options.device or "", str(options.timeout or ""),
+               str(cuda_present())]
+    if options.frozen:
+        templates = [(t.relative_to(vault.root).as_posix(), t.stat().st_mtime_ns) for t in vault.templates()]
+        shaping += ["\n".join(vault.files), repr(templates)]  # lint: link targets, templates
+    return ("frozen:" if options.frozen else "run:") + sha(*shaping)[:16]
 
 
 class _Run:
@@ -54,15 +71,31 @@ class _Run:
         self.reports: dict[str, NoteReport] = {}
         self.waiting: dict[str, int] = defaultdict(int)
         self.chains: dict[int, tuple[tuple[str, int], ...]] = {}  # id(planned block) -> its session up to it
+        self.question = _question(vault, options)
+        self.index: Index | None = None
 
     def plan(self, paths: list[Path]) -> list[NoteReport]:
+        """Answer what the index can, plan the rest; return reports for notes left out (links outside)."""
         selection = self.vault.notes(paths, templates=False)  # a template's blocks never run
-        self.plans = self.planner.plan(selection.notes)
-        for plan in self.plans:
-            if plan.in_scope:
-                self.reports[plan.rel] = NoteReport(plan.display)
+        if self.question is not None:
+            self.index = Index.load(self.vault.root, [f for f in self.vault.files if f.endswith(".md")])
+        todo = []
+        for path in selection.notes:
+            rel = self.vault.relative(path)
+            answer = self.index.answer(rel, self.question) if self.index else None
+            if answer is not None:
+                self.reports[rel] = report_from_answer(display_path(path), answer)
+            else:
+                self.reports[rel] = NoteReport(display_path(path))
+                todo.append(path)
+        self.plans = self.planner.plan(todo) if todo else []
         self._chains()
         return outside_reports(self.vault, selection.outside)
+
+    def answered(self) -> list[NoteReport]:
+        """The reports answered from the index (no plan), for progress."""
+        planned = {p.rel for p in self.plans}
+        return [report for rel, report in self.reports.items() if rel not in planned]
 
     def _chains(self) -> None:
         """Where each task of a block's session is: what a result's placeholders refer to."""
@@ -77,18 +110,28 @@ class _Run:
         report = self.reports[plan.rel]
         findings = self.linter.lint(plan.path) if self.linter else plan.findings
         report.lint = findings
+        source, figure_names = plan.note.source if plan.note else None, ()
         if results is not None:  # check --frozen
             report.blocks = results
+            figure_names = tuple(n for b in plan.note.blocks if b.result for n in b.result.figures) if plan.note else ()
         elif self.options.write and plan.note is not None:
             done = write_back(self.vault, plan.path, plan.rel, plan.note, lambda note: self._place(plan, note),
                               self.layout)
             report.warnings += done.warnings
             report.seen = done.seen
             report.blocks = self._as_written(plan, done)
+            source, figure_names = done.source or source, done.figures
+            if done.note is not plan.note:
+                source = None  # changed during the run: what was written is not what was planned
         else:
             report.blocks = [self._shown(p, p.block.span.line) for p in plan.blocks]
         if report.seen is None and plan.note is not None:
             report.seen = hashlib.sha256(plan.note.raw().encode("utf-8", "surrogatepass")).hexdigest()
+        if self.index is not None and source is not None and not report.warnings:
+            answer = note_answer(replace(report, blocks=[replace(b, cached=True) for b in report.blocks]))
+            self.index.record(plan.rel, source, self.question, answer, self.planner.dependencies(plan, figure_names))
+        plan.note = None  # written and reported: its text is no longer needed (memory stays flat)
+        self.vault.forget(plan.rel)
         if self.on_note:
             self.on_note(report)
 
@@ -179,11 +222,24 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     started = time.perf_counter()
     run = _Run(vault, options, on_note)
     outside = run.plan(paths)
+    if on_note:
+        for report in run.answered():
+            on_note(report)
     scope = [p for p in run.plans if p.in_scope]
-    if options.frozen:
-        for plan in scope:
-            run.finish(plan, run.planner.frozen(plan) if plan.note else [])
-        return Report(list(run.reports.values()) + outside, time.perf_counter() - started, linted=options.lint)
+    try:
+        if options.frozen:
+            for plan in scope:
+                run.finish(plan, run.planner.frozen(plan) if plan.note else [])
+        else:
+            _run_blocks(run, scope)
+    finally:
+        if run.index is not None:
+            run.index.save()
+    return Report(list(run.reports.values()) + outside, time.perf_counter() - started, linted=options.lint)
+
+
+def _run_blocks(run: _Run, scope: list[NotePlan]) -> None:
+    vault, options = run.vault, run.options
 
     jobs_count = _jobs_count(vault, options)
     threads = max(1, (os.cpu_count() or 1) // jobs_count)
@@ -213,4 +269,3 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     finally:
         run.planner.cache.close()
         writer.close()
-    return Report(list(run.reports.values()) + outside, time.perf_counter() - started, linted=options.lint)

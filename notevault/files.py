@@ -7,9 +7,11 @@ longer holds what notevault spliced onto, an editor saved it meanwhile, and the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 TEMP_PREFIX = ".notevault-"  # temp names: .notevault-<note name>.<random>.tmp
@@ -17,6 +19,24 @@ STALE_TEMP_SECONDS = 60.0  # older ones were left by a run that was killed
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file's bytes as read or written: size and time from the same open file, and the content hash."""
+
+    size: int
+    mtime_ns: int
+    sha: str
+
+
+def read_source(path: Path) -> tuple[bytes, Source]:
+    """A file's bytes, and its size and time taken *before* reading: a save racing the read can only make
+    the recorded time older than the content, so the next run reads the file again rather than trusting it."""
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        data = handle.read()
+    return data, Source(info.st_size, info.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
 class Changed(Exception):
@@ -34,8 +54,9 @@ def writable(path: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
-def write_atomic(path: Path, content: str | bytes, *, expected: bytes | None = None) -> None:
-    """Replace a file's content all at once, keeping its mode (a new file gets the umask's).
+def write_atomic(path: Path, content: str | bytes, *, expected: bytes | None = None) -> Source:
+    """Replace a file's content all at once, keeping its mode (a new file gets the umask's); return what was
+    written, with the size and time it has at ``path`` (a rename keeps them).
 
     With ``expected``, the file must hold exactly those bytes right before the rename, else ``Changed`` is
     raised and nothing is written.
@@ -51,6 +72,7 @@ def write_atomic(path: Path, content: str | bytes, *, expected: bytes | None = N
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
+            info = os.fstat(fd)
         finally:
             os.close(fd)
         os.chmod(temp, mode)
@@ -60,6 +82,7 @@ def write_atomic(path: Path, content: str | bytes, *, expected: bytes | None = N
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    return Source(info.st_size, info.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
 def _current(path: Path) -> bytes | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,6 +22,7 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 
 from . import callout
 from .errors import NoteError
+from .files import Source, read_source
 from .findings import Finding
 from .obsidian import BLOCK_ID, CALLOUT_HEADER, TRAILING_BLOCK_ID, obsidian_plugin, split_wikilink
 from .tags import Tag, parse_info
@@ -180,6 +181,7 @@ class Note:
     problems: tuple[Finding, ...] = field(default=())
     blocks: tuple[Block, ...] = field(default=())  # the tagged fences, in note order
     orphans: tuple[ResultCallout, ...] = field(default=())  # result callouts whose block is gone or moved away
+    source: Source | None = None  # the file's bytes it was read from (size, time, hash)
 
     def raw(self) -> str:
         return (BOM if self.bom else "") + self.text
@@ -243,11 +245,11 @@ def decode(data: bytes, path: Path) -> tuple[str, bool]:
 def read_note(path: Path) -> Note:
     """Read and parse a note file; raises NoteError when it cannot be read as a UTF-8 note."""
     try:
-        data = path.read_bytes()
+        data, source = read_source(path)
     except OSError as exc:
         raise NoteError(f"cannot read: {exc.strerror}", path) from None
     text, bom = decode(data, path)
-    return parse_note(text, path, bom=bom)
+    return replace(parse_note(text, path, bom=bom), source=source)
 
 
 def parse_note(text: str, path: Path = Path("note.md"), *, bom: bool = False) -> Note:

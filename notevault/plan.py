@@ -34,10 +34,12 @@ from .callout import Layout
 from .config import NoteSettings, note_settings
 from .errors import NoteError
 from .findings import Finding
+from .index import Dependencies, file_state
 from .jobs import Job, Task
 from .lint import block_findings
 from .note import Block, Note, ResultCallout
 from .results import BlockResult
+from .tags import FORMULA_REF
 from .vault import Vault, display_path
 
 FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)')
@@ -130,6 +132,18 @@ def imported_modules(code: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def snippet_files(module: str) -> tuple[str, str]:
+    """Where a vault module would be, as vault paths."""
+    return f"snippets/{module}.py", f"snippets/{module}/__init__.py"
+
+
+def _hash_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def session_of(block: Block, rel: str, number: int) -> SessionKey:
     if block.tag.isolated:
         return ("isolated", rel, str(number))
@@ -149,7 +163,7 @@ class Planner:
         self.eager = eager  # called once when a note is read whose blocks will likely need running
         self.snippets = vault.root / "snippets"
         self.cache = Cache(vault.root)
-        self._snippet_sources: dict[str, str] = {}
+        self._snippet_sources: dict[str, tuple[str, frozenset[str]]] = {}
 
     # Which notes ----------------------------------------------------------------------------------------
 
@@ -207,15 +221,54 @@ class Planner:
 
     # Hashes and tasks -----------------------------------------------------------------------------------
 
-    def snippet_source(self, module: str) -> str:
-        """The source of ``snippets/<module>`` ("" for any other module), read once per run."""
+    def _snippet(self, module: str) -> tuple[str, frozenset[str]]:
+        """The source of ``snippets/<module>`` and the modules it imports ("" and none for any other module)."""
         if module not in self._snippet_sources:
-            self._snippet_sources[module] = ""
-            for candidate in (self.snippets / f"{module}.py", self.snippets / module / "__init__.py"):
-                if candidate.is_file():
-                    self._snippet_sources[module] = candidate.read_text(encoding="utf-8", errors="replace")
+            found = ("", frozenset())
+            for candidate in snippet_files(module):
+                path = self.vault.root / candidate
+                if path.is_file():
+                    source = path.read_text(encoding="utf-8", errors="replace")
+                    found = (source, imported_modules(source) - {module})
                     break
+            self._snippet_sources[module] = found
         return self._snippet_sources[module]
+
+    def snippet_closure(self, modules: frozenset[str]) -> list[str]:
+        """These modules and every module the snippets among them import, in turn."""
+        seen, todo = set(), list(modules)
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo += self._snippet(module)[1]
+        return sorted(seen)
+
+    def snippet_sources(self, code: str) -> list[str]:
+        """The sources of the snippets a block imports, directly or through another snippet."""
+        return [source for m in self.snippet_closure(imported_modules(code)) if (source := self._snippet(m)[0])]
+
+    def dependencies(self, plan: NotePlan, figure_names: tuple[str, ...]) -> Dependencies:
+        """Besides the note, what its verdict rests on: snippet files (present or not: a new one changes an
+        import), its figure files, the notes its formulas come from, and its named sessions."""
+        depends = Dependencies()
+        note = plan.note
+        modules = frozenset(m for block in note.blocks for m in imported_modules(block.code))
+        for module in self.snippet_closure(modules):
+            for candidate in snippet_files(module):
+                depends.files[candidate] = file_state(self.vault.root / candidate)
+        folder = figures.attachment_dir(self.vault, plan.rel)
+        for name in figure_names:
+            depends.files[(folder / name).relative_to(self.vault.real_root).as_posix()] = file_state(folder / name)
+        for block in note.blocks:
+            ref = FORMULA_REF.match(block.tag.formula or "")
+            if ref and ref["note"]:
+                target = self.vault.resolve(ref["note"], plan.rel, wiki=True)
+                if target is not None:
+                    depends.notes[target] = _hash_of(self.vault.root / target)
+            if block.tag.session:
+                depends.sessions.append(block.tag.session)
+        return depends
 
     def _hash_and_task(self, plans: list[NotePlan]) -> None:
         """Hash every block in session order (plans are in vault path order) and decide what it runs as."""
@@ -231,7 +284,7 @@ class Planner:
                 timeout = (block.tag.timeout or plan.settings.timeout or self.options.timeout
                            or self.vault.config.timeout)
                 formula = self.vault.formula(plan.note, plan.rel, block.tag.formula) if block.tag.formula else None
-                snippets = [self.snippet_source(m) for m in sorted(imported_modules(block.code))]
+                snippets = self.snippet_sources(block.code)
                 run_hash = sha(last.get(session, ""), plan.rel, block.code, block.tag.source(), device,
                                f"{timeout:g}", formula or "", *snippets)
                 shown = sha(run_hash, block.id, block.tag.output or "", self.layout.key())[:HASH_CHARS]

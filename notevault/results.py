@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .findings import Finding
 
@@ -88,6 +88,18 @@ class NoteReport:
     lint: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. results dropped because the note changed
     seen: str | None = None  # sha256 of the note's bytes as notevault left them (written, or read and kept)
+
+
+def note_answer(note: NoteReport) -> dict:
+    """What the index keeps of a note's report: its blocks (as reported) and its findings."""
+    return {"blocks": [block.to_json() for block in note.blocks],
+            "lint": [[f.rule, f.severity, f.line, f.col, f.message] for f in note.lint]}
+
+
+def report_from_answer(path: str, answer: dict) -> NoteReport:
+    """A note's report rebuilt from the index, every block marked as coming from what was stored."""
+    blocks = [replace(BlockResult.from_json(data), cached=True) for data in answer["blocks"]]
+    return NoteReport(path, blocks, [Finding(*f) for f in answer["lint"]])
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import posixpath
@@ -77,6 +78,18 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def _digest_of(*paths: Path) -> str:
+    """One hash of these files' bytes (a missing file counts as absent, not empty)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0absent")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def read_obsidian_settings(root: Path) -> ObsidianSettings:
     app = _read_json(root / ".obsidian" / "app.json")
     templates = _read_json(root / ".obsidian" / "templates.json")
@@ -120,6 +133,8 @@ class Vault:
         self.git = git
         self.settings = read_obsidian_settings(root)
         self.config: Config = load_config(root / CONFIG_FILE)
+        self.settings_digest = _digest_of(root / CONFIG_FILE, root / ".obsidian" / "app.json",
+                                          root / ".obsidian" / "templates.json")
         self.files: list[str] = []
         self.by_name: dict[str, list[str]] = defaultdict(list)
         self._parsed: dict[str, Note | NoteError] = {}

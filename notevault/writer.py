@@ -19,7 +19,7 @@ from pathlib import Path
 from . import callout, figures
 from .callout import Layout
 from .errors import NoteError
-from .files import Changed, writable, write_atomic
+from .files import Changed, Source, writable, write_atomic
 from .jobs import locate
 from .note import BOM, LINE_BREAK, Block, Note, ResultCallout, decode, parse_note
 from .results import BlockResult
@@ -242,6 +242,8 @@ class WriteBack:
     note: Note | None = None  # the note the results were spliced into (the newest, if it changed meanwhile)
     written: bool = False
     seen: str | None = None  # sha256 of the note's bytes as this left them
+    source: Source | None = None  # the note as written (None: not written)
+    figures: tuple[str, ...] = ()  # the figure files the note's result callouts embed as it was left
 
 
 Placer = Callable[[Note], tuple[dict[int, Placement], list[str]]]  # note -> placements, warnings
@@ -269,23 +271,37 @@ def write_back(vault: Vault, path: Path, rel: str, planned: Note, place: Placer,
         spliced = splice(note, placements, layout, remove=orphans)
         outcome.lines, outcome.results, outcome.note = spliced.lines, spliced.results, note
         outcome.warnings = warnings + _edited_warnings(spliced.replaced, path)
+        outcome.figures = _embedded(note, placements)
         if spliced.text == note.raw():
+            missing = {n: png for n, png in spliced.figures.items() if not figures.exists(vault, rel, n)}
+            figures.write(vault, rel, missing)  # the callout stands; its figure file had gone
             return outcome
         try:
             figures.write(vault, rel, spliced.figures)
-            write_atomic(path, spliced.text, expected=data)
+            outcome.source = write_atomic(path, spliced.text, expected=data)
         except Changed:
             continue  # saved by an editor between our read and our rename: splice onto the newest text
         except OSError as exc:
             outcome.warnings = [f"results not written: {exc.strerror or exc}"]
             return outcome
         outcome.written = True
-        outcome.seen = hashlib.sha256(spliced.text.encode("utf-8", "surrogatepass")).hexdigest()
+        outcome.seen = outcome.source.sha
         replaced = [name for region in spliced.replaced for name in region.figures if name not in spliced.figures]
         figures.remove_unused(vault, rel, replaced)
         return outcome
     outcome.warnings.append("results not written: the note kept changing while notevault tried to write it")
     return outcome
+
+
+def _embedded(note: Note, placements: dict[int, Placement]) -> tuple[str, ...]:
+    """The figures the note's result callouts embed once the placements are written."""
+    names: list[str] = []
+    for number, block in enumerate(note.blocks):
+        if number in placements:
+            names += placements[number].figure_names
+        elif block.result is not None:
+            names += block.result.figures
+    return tuple(names)
 
 
 def _edited_warnings(replaced: list[ResultCallout], path: Path) -> list[str]:

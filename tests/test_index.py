@@ -1,0 +1,183 @@
+"""The index: unchanged notes are answered without being read; anything their verdict rests on brings them back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+from conftest import make_vault
+
+from notevault.engine import RunOptions, execute
+from notevault.index import INDEX_FILE, Index, file_state
+from notevault.vault import Vault
+
+
+def fence(code: str, tag: str = "python run") -> str:
+    return f"```{tag}\n{code}\n```\n"
+
+
+def run(root, **options):
+    """Run the vault; return the notes that were planned (read and parsed), and the report."""
+    import notevault.plan as plan
+
+    planned = []
+    real_read = plan.Planner.read
+
+    def read(self, path):
+        planned.append(self.vault.relative(path))
+        return real_read(self, path)
+
+    plan.Planner.read = read
+    try:
+        report = execute(Vault(root), [root], RunOptions(**options))
+    finally:
+        plan.Planner.read = real_read
+    return sorted(planned), report
+
+
+def age(root):
+    """Make every file look older than the index's racy window (a real vault is edited seconds apart)."""
+    old = time.time() - 10
+    for path in root.rglob("*"):
+        if path.is_file() and ".notevault" not in path.parts:
+            os.utime(path, (old, old))
+    index = root / INDEX_FILE
+    if index.exists():
+        data = json.loads(index.read_text())
+        for rel, entry in data["notes"].items():
+            entry["stat"] = [entry["stat"][0], (root / rel).stat().st_mtime_ns]
+            entry["files"] = {f: file_state(root / f) for f in entry.get("files", {})}
+        index.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def vault(tmp_path):
+    root = make_vault(tmp_path, {
+        "snippets/helper.py": "from inner import SCALE\ndef twice(v):\n    return SCALE * v\n",
+        "snippets/inner.py": "SCALE = 2\n",
+        "a.md": fence("from helper import twice\nprint(twice(21))"),
+        "b.md": fence("print('b')"),
+        "s1.md": fence("shared = 1", "python run session=s"),
+        "s2.md": fence("print(shared)", "python run session=s"),
+    })
+    assert run(root)[0] == ["a.md", "b.md", "s1.md", "s2.md"]
+    age(root)
+    return root
+
+
+def test_nothing_changed_nothing_is_read(vault):
+    planned, report = run(vault)
+    assert planned == []
+    assert [(n.path.rsplit("/", 1)[-1], [(b.status, b.cached) for b in n.blocks]) for n in report.notes] == [
+        ("a.md", [("passed", True)]), ("b.md", [("passed", True)]), ("s1.md", [("passed", True)]),
+        ("s2.md", [("passed", True)])]
+    frozen_planned, frozen = run(vault, write=False, frozen=True)
+    assert frozen_planned == ["a.md", "b.md", "s1.md", "s2.md"]  # a first check --frozen: its own answers
+    assert run(vault, write=False, frozen=True)[0] == [] and not frozen.failed()
+
+
+def test_an_edited_note_is_read_again_and_only_it(vault):
+    (vault / "b.md").write_text(fence("print('b, edited')"))
+    planned, report = run(vault)
+    assert planned == ["b.md"]
+    assert "> b, edited" in (vault / "b.md").read_text()
+
+
+def test_a_touched_note_with_the_same_bytes_is_still_answered(vault):
+    os.utime(vault / "b.md")  # saved without a change: a new time, the same content
+    old = time.time() - 10
+    os.utime(vault / "b.md", (old, old))
+    assert run(vault)[0] == []
+
+
+def test_a_note_saved_just_before_the_index_is_hashed_again(vault):
+    text = (vault / "b.md").read_text()
+    run(vault)  # index saved now
+    (vault / "b.md").write_text(text.replace("print('b')", "print('c')"))  # same size, within the racy window
+    stat = (vault / "b.md").stat()
+    entry = Index.load(vault, [])
+    entry.entries["b.md"]["stat"] = [stat.st_size, stat.st_mtime_ns]  # as if the index had recorded this time
+    entry.changed = True
+    entry.save()
+    assert run(vault)[0] == ["b.md"]
+
+
+def test_a_snippet_edit_brings_back_the_notes_that_import_it_even_through_another_snippet(vault):
+    (vault / "snippets" / "inner.py").write_text("SCALE = 3\n")
+    planned, _ = run(vault)
+    assert planned == ["a.md"]
+    assert "> 63" in (vault / "a.md").read_text()
+
+
+def test_a_new_snippet_that_shadows_an_import_brings_the_note_back(vault):
+    (vault / "b.md").write_text(fence("import colorsys\nprint('b')"))
+    run(vault)
+    age(vault)
+    (vault / "snippets" / "colorsys.py").write_text("print('shadowed')\n")
+    assert run(vault)[0] == ["b.md"]
+
+
+def test_a_deleted_figure_makes_its_note_current_no_more(tmp_path):
+    root = make_vault(tmp_path, {"p.md": fence("import matplotlib.pyplot as plt\nplt.plot([1, 2])")})
+    run(root)
+    age(root)
+    (figure,) = root.glob("*.png")
+    figure.unlink()
+    planned, report = run(root)
+    assert planned == ["p.md"] and figure.exists()  # re-rendered from the cache, the file written again
+
+
+def test_a_session_member_edit_brings_back_the_whole_session(vault):
+    (vault / "s1.md").write_text(fence("shared = 2", "python run session=s"))
+    planned, report = run(vault)
+    assert planned == ["s1.md", "s2.md"]
+    assert "> 2" in (vault / "s2.md").read_text()
+
+
+def test_a_new_note_joining_a_session_brings_it_back(vault):
+    (vault / "s0.md").write_text(fence("shared = 5", "python run session=s"))
+    planned, _ = run(vault)
+    assert planned == ["s0.md", "s1.md", "s2.md"]
+
+
+def test_settings_and_options_are_part_of_the_question(vault):
+    (vault / "notevault.yaml").write_text("timeout: 12\n")
+    assert run(vault)[0] == ["a.md", "b.md", "s1.md", "s2.md"]
+    assert run(vault, timeout=5)[0] == ["a.md", "b.md", "s1.md", "s2.md"]
+    assert run(vault, force=True)[0] == ["a.md", "b.md", "s1.md", "s2.md"]
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage", "torn", "foreign"])
+def test_a_lost_or_damaged_index_costs_time_never_correctness(vault, damage):
+    index = vault / INDEX_FILE
+    before = {p.name: p.read_bytes() for p in vault.glob("*.md")}
+    if damage == "delete":
+        index.unlink()
+    elif damage == "garbage":
+        index.write_bytes(b"\x00\xff not json")
+    elif damage == "torn":
+        index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+    else:
+        index.write_text(json.dumps({"format": 99, "notes": {"a.md": "nonsense"}}))
+    planned, report = run(vault)
+    assert planned == ["a.md", "b.md", "s1.md", "s2.md"]
+    assert not report.failed() and {p.name: p.read_bytes() for p in vault.glob("*.md")} == before
+    assert json.loads(index.read_text())["format"] == 1  # written afresh
+
+
+def test_an_index_entry_with_the_wrong_shape_is_ignored(vault):
+    index = vault / INDEX_FILE
+    data = json.loads(index.read_text())
+    data["notes"]["b.md"] = {"sha": 1}
+    index.write_text(json.dumps(data))
+    planned, report = run(vault)
+    assert "b.md" in planned and not report.failed()
+
+
+def test_a_copied_vault_is_judged_by_content_not_by_time(vault, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(vault, copy, copy_function=shutil.copy)  # new times everywhere, the same bytes
+    assert run(copy)[0] == []
