@@ -89,6 +89,9 @@ class _Run:
                 self.reports[rel] = NoteReport(display_path(path))
                 todo.append(path)
         self.plans = self.planner.plan(todo) if todo else []
+        if self.index is not None:
+            for plan in self.plans:
+                self.index.saw(plan.rel, plan.note.source.sha if plan.note and plan.note.source else None)
         self._chains()
         return outside_reports(self.vault, selection.outside)
 

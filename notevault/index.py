@@ -1,10 +1,11 @@
 """What notevault last verified, per note, so that a note whose inputs are unchanged is not read again.
 
-``.notevault/index.json`` keeps, per note: the size and modification time it was read at and its content hash,
-what its verdict depended on (snippet and figure files, other notes, named sessions), and the verdict itself,
-one per kind of question (``run``, ``check --frozen``, ``lint``) and settings that shape the answer. A note is
-answered from the index only if all of that still holds: a ``stat`` per file, like a build tool. A note
-modified within two seconds of the index's save is hashed again (its timestamp cannot tell two edits apart).
+``.notevault/index.json`` keeps, per note: the size and modification time it was read at, its content hash and
+the named sessions that content takes part in; and per question asked of it (``run``, ``check --frozen``, with
+the settings that shape the answer) the answer and what the answer rested on when it was given: snippet and
+figure files, the notes its formulas come from, and the notes of its sessions. A note is answered from the
+index only if all of that still holds, checked with a ``stat`` per file like a build tool. A note modified
+within two seconds of the index's save is hashed again (its timestamp cannot tell two edits apart).
 
 It is a cache: a missing, corrupt or foreign index costs time, never correctness, and it is replaced
 atomically, so a crash leaves the old or the new one.
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cache import make_cache_folder
 from .files import Source, write_atomic
 
 INDEX_FILE = Path(".notevault") / "index.json"
@@ -66,15 +68,16 @@ class Dependencies:
     """What a note's verdict rests on besides the note itself."""
 
     files: dict[str, list | None] = field(default_factory=dict)  # vault path -> file_state (None: absent)
-    notes: dict[str, str] = field(default_factory=dict)  # another note's vault path -> its content hash
+    notes: dict[str, str | None] = field(default_factory=dict)  # another note's vault path -> its content hash
     sessions: list[str] = field(default_factory=list)  # named sessions the note takes part in
 
 
 def _well_formed(entry: object) -> bool:
     return (isinstance(entry, dict) and isinstance(entry.get("sha"), str) and isinstance(entry.get("answers"), dict)
             and isinstance(entry.get("stat"), list) and len(entry["stat"]) == 2
-            and isinstance(entry.get("files", {}), dict) and isinstance(entry.get("notes", {}), dict)
-            and isinstance(entry.get("sessions", []), list))
+            and isinstance(entry.get("sessions"), list)
+            and all(isinstance(a, dict) and isinstance(a.get("files"), dict) and isinstance(a.get("notes"), dict)
+                    and isinstance(a.get("members"), dict) for a in entry["answers"].values()))
 
 
 class Index:
@@ -89,7 +92,8 @@ class Index:
         self.saved_ns = saved_ns
         self.changed = False
         self._hashes: dict[str, str | None] = {}  # vault path -> content hash now (None: gone), found this run
-        self._dirty_sessions: set[str] | None = None
+        self._members: dict[str, list[str]] | None = None
+        self._pending: list[tuple[str, str, dict, Dependencies]] = []  # answers settled at save()
 
     @classmethod
     def load(cls, root: Path, notes: list[str]) -> Index:
@@ -103,13 +107,14 @@ class Index:
             return cls(root, notes)  # missing or corrupt: start afresh
 
     def save(self) -> None:
+        self._settle()
         if not self.changed:
             return
         self.saved_ns = time.time_ns()
         text = json.dumps({"format": FORMAT, "saved_ns": self.saved_ns, "notes": self.entries},
                           ensure_ascii=False, separators=(",", ":"))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_cache_folder(self.path.parent)
             write_atomic(self.path, text)
         except OSError:
             pass  # a read-only vault still works; it is only slower next time
@@ -120,17 +125,16 @@ class Index:
     def answer(self, rel: str, question: str) -> dict | None:
         """The stored verdict for ``question`` about the note at ``rel``, if nothing it rests on changed."""
         entry = self.entries.get(rel)
-        if entry is None or question not in entry.get("answers", {}):
+        if entry is None or question not in entry["answers"] or self.hash_now(rel) != entry["sha"]:
             return None
-        if self.hash_now(rel) != entry["sha"]:
+        given = entry["answers"][question]
+        if not all(_same_file(self.root / name, state) for name, state in given["files"].items()):
             return None
-        if not all(_same_file(self.root / name, state) for name, state in entry.get("files", {}).items()):
+        if any(self.hash_now(name) != sha for name, sha in given["notes"].items()):
             return None
-        if any(self.hash_now(name) != sha for name, sha in entry.get("notes", {}).items()):
+        if any(self.members(session) != members for session, members in given["members"].items()):
             return None
-        if set(entry.get("sessions", ())) & self.dirty_sessions():
-            return None
-        return entry["answers"][question]
+        return given["answer"]
 
     def hash_now(self, rel: str) -> str | None:
         """The note's content hash now: from the index while its size and time are unchanged, else read."""
@@ -150,40 +154,57 @@ class Index:
         except OSError:
             return None
 
-    def dirty_sessions(self) -> set[str]:
-        """Named sessions one of whose notes changed or went, or that a new or changed note may now join
-        (found by searching its text: the note is not parsed)."""
-        if self._dirty_sessions is None:
-            dirty: set[str] = set()
-            for rel, entry in self.entries.items():
-                if entry.get("sessions") and self.hash_now(rel) != entry["sha"]:
-                    dirty.update(entry["sessions"])
+    def members(self, session: str) -> list[str]:
+        """The notes of the vault that may take part in a named session now: those the index knows to, and
+        any new or changed note whose text names it (a text search: the note is not parsed)."""
+        if self._members is None:
+            found: dict[str, list[str]] = {}
             for rel in self.notes:
                 entry = self.entries.get(rel)
                 if entry is not None and self.hash_now(rel) == entry["sha"]:
-                    continue
-                try:
-                    dirty.update(name.decode() for name in SESSION_OPTION.findall((self.root / rel).read_bytes()))
-                except OSError:
-                    continue
-            self._dirty_sessions = dirty
-        return self._dirty_sessions
+                    names = entry["sessions"]
+                else:
+                    try:
+                        names = {n.decode() for n in SESSION_OPTION.findall((self.root / rel).read_bytes())}
+                    except OSError:
+                        continue
+                for name in names:
+                    found.setdefault(name, []).append(rel)
+            self._members = {name: sorted(rels) for name, rels in found.items()}
+        return self._members.get(session, [])
 
     # Recording -------------------------------------------------------------------------------------------
 
+    def saw(self, rel: str, sha: str | None) -> None:
+        """The content notevault used for a note in this run (as read, or as it wrote it)."""
+        self._hashes[rel] = sha
+
     def record(self, rel: str, source: Source, question: str, answer: dict, depends: Dependencies) -> None:
-        """Remember ``answer`` for the note as ``source`` describes it (its bytes when it was read or written)."""
+        """Remember ``answer`` for the note as ``source`` describes it (its bytes when it was read or written).
+
+        What it rests on among other notes (its sessions' notes, as they were used in this run) is settled
+        when the index is saved, once every note of the run has been written.
+        """
         entry = self.entries.get(rel)
         if entry is None or entry["sha"] != source.sha:
             entry = {"sha": source.sha, "answers": {}}
         entry["stat"] = [source.size, source.mtime_ns]
-        entry["files"] = {**entry.get("files", {}), **depends.files}
-        entry["notes"] = {**entry.get("notes", {}), **depends.notes}
-        entry["sessions"] = sorted(set(entry.get("sessions", ())) | set(depends.sessions))
-        entry["answers"][question] = answer
+        entry["sessions"] = sorted(set(depends.sessions))
         self.entries[rel] = entry
-        self._hashes[rel] = source.sha
+        self.saw(rel, source.sha)
+        self._pending.append((rel, question, answer, depends))
         self.changed = True
+
+    def _settle(self) -> None:
+        self._members = None  # notes' sessions may have changed in this run
+        for rel, question, answer, depends in self._pending:
+            entry = self.entries[rel]
+            members = {name: self.members(name) for name in entry["sessions"]}
+            notes = {**{m: self.hash_now(m) for names in members.values() for m in names if m != rel},
+                     **{m: self.hash_now(m) for m in depends.notes}}
+            entry["answers"][question] = {"answer": answer, "files": depends.files, "notes": notes,
+                                          "members": members}
+        self._pending = []
 
     def forget(self, rel: str) -> None:
         if self.entries.pop(rel, None) is not None:

@@ -137,13 +137,6 @@ def snippet_files(module: str) -> tuple[str, str]:
     return f"snippets/{module}.py", f"snippets/{module}/__init__.py"
 
 
-def _hash_of(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
 def session_of(block: Block, rel: str, number: int) -> SessionKey:
     if block.tag.isolated:
         return ("isolated", rel, str(number))
@@ -265,7 +258,7 @@ class Planner:
             if ref and ref["note"]:
                 target = self.vault.resolve(ref["note"], plan.rel, wiki=True)
                 if target is not None:
-                    depends.notes[target] = _hash_of(self.vault.root / target)
+                    depends.notes[target] = None  # its hash as used in this run: settled by the index
             if block.tag.session:
                 depends.sessions.append(block.tag.session)
         return depends

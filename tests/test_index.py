@@ -49,7 +49,8 @@ def age(root):
         data = json.loads(index.read_text())
         for rel, entry in data["notes"].items():
             entry["stat"] = [entry["stat"][0], (root / rel).stat().st_mtime_ns]
-            entry["files"] = {f: file_state(root / f) for f in entry.get("files", {})}
+            for given in entry["answers"].values():
+                given["files"] = {f: file_state(root / f) for f in given["files"]}
         index.write_text(json.dumps(data))
 
 
@@ -141,6 +142,17 @@ def test_a_new_note_joining_a_session_brings_it_back(vault):
     (vault / "s0.md").write_text(fence("shared = 5", "python run session=s"))
     planned, _ = run(vault)
     assert planned == ["s0.md", "s1.md", "s2.md"]
+
+
+def test_an_answer_holds_only_for_what_it_rested_on_when_it_was_given(vault):
+    """A later question recorded on a changed note must not make an older answer about another look current."""
+    (vault / "s1.md").write_text(fence("shared = 3", "python run session=s"))
+    assert run(vault, write=False, frozen=True)[0] == ["a.md", "b.md", "s1.md", "s2.md"]  # records s1's new sha
+    planned, _ = run(vault)
+    assert planned == ["s1.md", "s2.md"] and "> 3" in (vault / "s2.md").read_text()
+    (vault / "s9.md").write_text(fence("shared = 4", "python run session=s"))
+    run(vault, write=False, frozen=True)  # a new file: check --frozen also lints, so it asks about every note
+    assert run(vault)[0] == ["s1.md", "s2.md", "s9.md"]  # s9 joined after the run answers were given
 
 
 def test_settings_and_options_are_part_of_the_question(vault):

@@ -374,7 +374,7 @@ def test_fresh_clone_without_cuda_keeps_a_stored_cuda_skip_without_running_it(tm
     block = run_vault(root).notes[0].blocks[0]
     assert (block.status, block.cached, block.error) == ("skipped", True, "CUDA is not available here")
     assert (root / "n.md").read_bytes() == written
-    assert not (root / ".notevault").exists()  # nothing ran, so nothing was remembered
+    assert not (root / ".notevault" / "cache.jsonl").exists()  # nothing ran: no result was remembered
 
 
 def test_an_edit_made_while_blocks_run_wins(tmp_path):
