@@ -52,9 +52,6 @@ def _question(vault: Vault, options: RunOptions) -> str | None:
         return None
     shaping = [__version__, vault.settings_digest, options.device or "", str(options.timeout or ""),
                str(cuda_present())]
-    if options.frozen:
-        templates = [(t.relative_to(vault.root).as_posix(), t.stat().st_mtime_ns) for t in vault.templates()]
-        shaping += ["\n".join(vault.files), repr(templates)]  # lint: link targets, templates
     return ("frozen:" if options.frozen else "run:") + sha(*shaping)[:16]
 
 
@@ -66,7 +63,7 @@ class _Run:
         self.layout = layout_of(vault)
         jobs = _jobs_count(vault, options)
         self.planner = Planner(vault, options, self.layout, eager=lambda: template(jobs))
-        self.linter = Linter(vault) if options.lint else None
+        self.linter: Linter | None = None
         self.plans: list[NotePlan] = []
         self.reports: dict[str, NoteReport] = {}
         self.waiting: dict[str, int] = defaultdict(int)
@@ -79,12 +76,16 @@ class _Run:
         selection = self.vault.notes(paths, templates=False)  # a template's blocks never run
         if self.question is not None:
             self.index = Index.load(self.vault.root, [f for f in self.vault.files if f.endswith(".md")])
+        if self.options.lint:
+            self.linter = Linter(self.vault, self.index)
         todo = []
         for path in selection.notes:
             rel = self.vault.relative(path)
             answer = self.index.answer(rel, self.question) if self.index else None
             if answer is not None:
                 self.reports[rel] = report_from_answer(display_path(path), answer)
+                if self.linter is not None:
+                    self.reports[rel].lint = self.linter.lint(path)
             else:
                 self.reports[rel] = NoteReport(display_path(path))
                 todo.append(path)
@@ -131,7 +132,8 @@ class _Run:
         if report.seen is None and plan.note is not None:
             report.seen = hashlib.sha256(plan.note.raw().encode("utf-8", "surrogatepass")).hexdigest()
         if self.index is not None and source is not None and not report.warnings:
-            answer = note_answer(replace(report, blocks=[replace(b, cached=True) for b in report.blocks]))
+            answer = note_answer(replace(report, blocks=[replace(b, cached=True) for b in report.blocks],
+                                         lint=plan.findings))
             self.index.record(plan.rel, source, self.question, answer, self.planner.dependencies(plan, figure_names))
         plan.note = None  # written and reported: its text is no longer needed (memory stays flat)
         self.vault.forget(plan.rel)

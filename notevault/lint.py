@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import __version__
 from .config import note_settings
 from .errors import NoteError
 from .findings import Finding
+from .index import Dependencies, Index
 from .note import Note
 from .results import NoteReport, Report
 from .vault import Vault, display_path
@@ -121,11 +124,19 @@ def block_findings(vault: Vault, note: Note, rel: str) -> list[Finding]:
 
 
 class Linter:
-    """Lints notes of one vault; parses each template and linked note once."""
+    """Lints notes of one vault; parses each template and linked note once.
 
-    def __init__(self, vault: Vault) -> None:
+    With an index, a note whose content, templates and link targets are as they were is answered without
+    being read: its verdict rests on the answers the vault gave to its links (re-asked only when the vault's
+    set of files changed) and on the notes it links into (their headings and block ids).
+    """
+
+    def __init__(self, vault: Vault, index: Index | None = None) -> None:
         self.vault = vault
+        self.index = index
         self._templates: list[Template] | None = None
+        self.question = "lint:" + _digest(__version__, vault.settings_digest,
+                                          *(_file_digest(path) for path in vault.templates()))
 
     def templates(self) -> list[Template]:
         if self._templates is None:
@@ -139,18 +150,35 @@ class Linter:
     def lint(self, path: Path) -> list[Finding]:
         """All findings for one note, with the vault's severities applied, sorted by place."""
         rel = self.vault.relative(path)
-        note = self.vault.note(rel)
-        if isinstance(note, NoteError):
-            raw = [Finding("unreadable", "error", note.line or 1, 1, note.message)]
-        else:
-            raw = self.findings(note, rel)
-        return self.vault.config.apply(raw)
+        answer = self.index.answer(rel, self.question) if self.index is not None else None
+        if answer is not None and (answer["files"] == self.vault.files_digest
+                                   or self.vault.still_answers(answer["lookups"])):
+            return [Finding(*f) for f in answer["findings"]]
+        templates = self.templates()  # parsed before the look-ups are recorded: the question covers them
+        self.vault.lookups = lookups = []
+        try:
+            note = self.vault.note(rel)
+            if isinstance(note, NoteError):
+                raw = [Finding("unreadable", "error", note.line or 1, 1, note.message)]
+            else:
+                raw = self.findings(note, rel, templates)
+        finally:
+            self.vault.lookups = None
+        findings = self.vault.config.apply(raw)
+        if self.index is not None and isinstance(note, Note) and note.source is not None:
+            read = {lookup[1] for lookup in lookups if lookup[0] == "note" and lookup[1] != rel}
+            answer = {"findings": [[f.rule, f.severity, f.line, f.col, f.message] for f in findings],
+                      "files": self.vault.files_digest, "lookups": [x for x in lookups if x[0] != "note"]}
+            self.index.record(rel, note.source, self.question, answer, Dependencies(notes=dict.fromkeys(read)))
+        if not self.vault.is_template(rel):
+            self.vault.forget(rel)  # linted: its text is no longer needed
+        return findings
 
-    def findings(self, note: Note, rel: str) -> list[Finding]:
+    def findings(self, note: Note, rel: str, templates: list[Template] | None = None) -> list[Finding]:
         findings = block_findings(self.vault, note, rel)
         findings.extend(self._link_findings(note, rel))
         if not self.vault.is_template(rel):
-            template = match_template(note, self.templates())
+            template = match_template(note, self.templates() if templates is None else templates)
             if template is not None:
                 findings.extend(template_findings(note, template))
         return findings
@@ -201,10 +229,23 @@ def _describe(kind: str) -> str:
 def lint_paths(vault: Vault, paths: list[Path]) -> Report:
     """``notevault lint``: findings for every note under ``paths``."""
     started = time.perf_counter()
-    linter = Linter(vault)
+    index = Index.load(vault.root, [f for f in vault.files if f.endswith(".md")])
+    linter = Linter(vault, index)
     selection = vault.notes(paths)
     notes = [NoteReport(display_path(path), lint=linter.lint(path)) for path in selection.notes]
+    index.save()
     return Report(notes + outside_reports(vault, selection.outside), time.perf_counter() - started, linted=True)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return path.as_posix() + ":" + hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return path.as_posix() + ":absent"
 
 
 def outside_reports(vault: Vault, outside: list[Path]) -> list[NoteReport]:

@@ -8,7 +8,7 @@ import json
 import os
 import posixpath
 import subprocess
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,6 +19,7 @@ from .note import Note, read_note
 from .tags import FORMULA_REF
 
 CONFIG_FILE = "notevault.yaml"
+PARSED_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,9 @@ class Vault:
                                           root / ".obsidian" / "templates.json")
         self.files: list[str] = []
         self.by_name: dict[str, list[str]] = defaultdict(list)
-        self._parsed: dict[str, Note | NoteError] = {}
+        self._parsed: OrderedDict[str, Note | NoteError] = OrderedDict()
+        # While set, every link resolution, suggestion and note read is recorded: what a lint verdict rests on.
+        self.lookups: list[list] | None = None
         self._index()
 
     @classmethod
@@ -164,6 +167,7 @@ class Vault:
             self.files.append(rel)
             self.by_name[posixpath.basename(rel).casefold()].append(rel)
         self._file_set = {f.casefold(): f for f in self.files}
+        self.files_digest = hashlib.sha256("\n".join(self.files).encode("utf-8", "surrogatepass")).hexdigest()
 
     def _walk(self) -> Iterator[str]:
         for folder, dirs, files in os.walk(self.root):
@@ -224,12 +228,22 @@ class Vault:
         return [self.root / f for f in self.files if f.startswith(folder + "/") and f.endswith(".md")]
 
     def note(self, rel: str) -> Note | NoteError:
-        """The parsed note at a vault-relative path (parsed once), or the error that stopped it."""
-        if rel not in self._parsed:
+        """The parsed note at a vault-relative path, or the error that stopped it.
+
+        The last few hundred are kept parsed (templates, notes others link to): a vault of thousands of notes
+        is never held in memory at once.
+        """
+        if self.lookups is not None:
+            self.lookups.append(["note", rel])
+        if rel in self._parsed:
+            self._parsed.move_to_end(rel)
+        else:
             try:
                 self._parsed[rel] = read_note(self.root / rel)
             except NoteError as exc:
                 self._parsed[rel] = exc
+            if len(self._parsed) > PARSED_KEPT:
+                self._parsed.popitem(last=False)
         return self._parsed[rel]
 
     def formula(self, note: Note, rel: str, ref: str) -> str | None:
@@ -265,6 +279,12 @@ class Vault:
 
     def resolve(self, target: str, note_rel: str, *, wiki: bool) -> str | None:
         """The vault-relative file a link points to, or None. ``wiki`` for ``[[…]]`` links and embeds."""
+        found = self._resolve(target, note_rel, wiki)
+        if self.lookups is not None:
+            self.lookups.append(["resolve", target, note_rel, wiki, found])
+        return found
+
+    def _resolve(self, target: str, note_rel: str, wiki: bool) -> str | None:
         if not target:
             return note_rel  # [[#Heading]] points into the note itself
         names = [target]
@@ -300,7 +320,19 @@ class Vault:
         """A file of the same name elsewhere in the vault, to offer when a link is broken."""
         base = posixpath.basename(target)
         candidates = self.by_name.get(base.casefold()) or self.by_name.get((base + ".md").casefold())
-        return self._closest(candidates, note_rel) if candidates else None
+        found = self._closest(candidates, note_rel) if candidates else None
+        if self.lookups is not None:
+            self.lookups.append(["suggest", target, note_rel, found])
+        return found
+
+    def still_answers(self, lookups: list[list]) -> bool:
+        """Would this vault give the same answers to these link look-ups (see ``lookups``)?"""
+        for lookup in lookups:
+            if lookup[0] == "resolve" and self._resolve(lookup[1], lookup[2], lookup[3]) != lookup[4]:
+                return False
+            if lookup[0] == "suggest" and self.suggest(lookup[1], lookup[2]) != lookup[3]:
+                return False
+        return True
 
     def attachment_folder(self, note_rel: str) -> str:
         """Vault-relative folder where Obsidian puts a note's new attachments ("" is the root)."""

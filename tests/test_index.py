@@ -193,3 +193,64 @@ def test_a_copied_vault_is_judged_by_content_not_by_time(vault, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(vault, copy, copy_function=shutil.copy)  # new times everywhere, the same bytes
     assert run(copy)[0] == []
+
+
+def lint(root):
+    """Lint the vault; return the notes that were read, and the findings by note."""
+    import notevault.vault as vault_module
+    from notevault.lint import lint_paths
+
+    read = []
+    real = vault_module.read_note
+
+    def reading(path):
+        read.append(path.relative_to(root).as_posix())
+        return real(path)
+
+    vault_module.read_note = reading
+    try:
+        report = lint_paths(Vault(root), [root])
+    finally:
+        vault_module.read_note = real
+    return sorted(read), {n.path.rsplit("/", 1)[-1]: [f.message for f in n.lint] for n in report.notes}
+
+
+@pytest.fixture
+def linked(tmp_path):
+    root = make_vault(tmp_path, {
+        "a.md": "# A\n\n![plot](img/plot.png)\n\nsee [[b#Results]] and [[b#^key]]\n",
+        "b.md": "# B\n\n## Results\n\nvalue ^key\n",
+        "Templates/t.md": "# T\n\n## 1. Topic\n\n* 背景：\n\n## 2. Notes\n\ntext\n",
+        "c.md": "# C\n\n## 1. Topic\n\n* 背景：filled\n\n## 2. Notes\n\ntext\n",
+    }, templates="Templates")
+    first = lint(root)
+    assert first[1]["a.md"] == ["broken image: 'img/plot.png' not found"]
+    age(root)
+    return root
+
+
+def test_lint_reads_nothing_when_nothing_changed(linked):
+    assert lint(linked)[0] == []
+
+
+def test_a_new_file_that_a_link_names_changes_its_answer_without_reading_other_notes(linked):
+    (linked / "img").mkdir()
+    (linked / "img" / "plot.png").write_bytes(b"png")
+    read, findings = lint(linked)
+    assert findings["a.md"] == []
+    assert "c.md" not in read  # its links still resolve as they did: answered, not read (a.md reads b.md)
+
+
+def test_a_heading_gone_from_a_linked_note_is_seen(linked):
+    (linked / "b.md").write_text("# B\n\n## Other\n\nvalue ^key\n")
+    read, findings = lint(linked)
+    assert "broken heading link: no heading 'Results' in 'b.md'" in findings["a.md"]
+    assert "c.md" not in read
+
+
+def test_a_changed_template_relints_every_note(linked):
+    template = linked / "Templates" / "t.md"
+    template.write_text(template.read_text() + "\n## 3. New\n\nx\n")
+    read, findings = lint(linked)
+    assert "template section '3. New' is missing" in findings["c.md"]
+    assert set(read) >= {"a.md", "b.md", "c.md"}
