@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from .errors import ConfigError
 from .findings import SEVERITIES, Finding
 
@@ -104,6 +102,8 @@ def load_config(path: Path) -> Config:
     """Read ``notevault.yaml``; a missing file means defaults, a bad key or value is a ConfigError."""
     if not path.exists():
         return Config()
+    import yaml  # only a vault with settings pays for it
+
     try:
         text = path.read_text(encoding="utf-8")
         root = yaml.compose(text)

@@ -17,18 +17,20 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, figures
 from .callout import Layout
 from .index import Index
-from .jobs import locate
-from .lint import Linter, outside_reports
-from .note import Note
-from .plan import NotePlan, PlannedBlock, Planner, RunOptions, cuda_present, jobs_of, sha
-from .pool import WorkerPool, template
+from .options import RunOptions, cuda_present, sha
 from .results import BlockResult, NoteReport, Report, note_answer, report_from_answer
-from .vault import Vault, display_path
-from .writer import Placement, WriteBack, write_back
+from .vault import Vault
+
+if TYPE_CHECKING:  # planning, linting and writing are loaded once a note needs them: not for a no-change run
+    from .lint import Linter
+    from .note import Note
+    from .plan import NotePlan, PlannedBlock, Planner
+    from .writer import Placement, WriteBack
 
 __all__ = ["RunOptions", "execute", "layout_of"]
 
@@ -40,6 +42,13 @@ def layout_of(vault: Vault) -> Layout:
 
 def _jobs_count(vault: Vault, options: RunOptions) -> int:
     return options.jobs or vault.config.jobs or os.cpu_count() or 1
+
+
+def _start_workers(vault: Vault, options: RunOptions) -> None:
+    """Start the worker template (importing torch) while the rest of the vault is planned."""
+    from .pool import template
+
+    template(_jobs_count(vault, options))
 
 
 def _question(vault: Vault, options: RunOptions) -> str | None:
@@ -61,8 +70,7 @@ class _Run:
     def __init__(self, vault: Vault, options: RunOptions, on_note: Callable[[NoteReport], None] | None) -> None:
         self.vault, self.options, self.on_note = vault, options, on_note
         self.layout = layout_of(vault)
-        jobs = _jobs_count(vault, options)
-        self.planner = Planner(vault, options, self.layout, eager=lambda: template(jobs))
+        self.planner: Planner | None = None  # made once a note must be planned
         self.linter: Linter | None = None
         self.plans: list[NotePlan] = []
         self.reports: dict[str, NoteReport] = {}
@@ -74,26 +82,42 @@ class _Run:
     def plan(self, paths: list[Path]) -> list[NoteReport]:
         """Answer what the index can, plan the rest; return reports for notes left out (links outside)."""
         selection = self.vault.notes(paths, templates=False)  # a template's blocks never run
+        notes = [f for f in self.vault.files if f.endswith(".md")]
         if self.question is not None:
-            self.index = Index.load(self.vault.root, [f for f in self.vault.files if f.endswith(".md")])
+            self.index = Index.load(self.vault.root, self.question.split(":")[0], notes)
         if self.options.lint:
-            self.linter = Linter(self.vault, self.index)
+            from .lint import Linter
+
+            self.linter = Linter(self.vault, Index.load(self.vault.root, "lint", notes) if self.index else None)
         todo = []
         for path in selection.notes:
             rel = self.vault.relative(path)
             answer = self.index.answer(rel, self.question) if self.index else None
-            if answer is not None:
-                self.reports[rel] = report_from_answer(display_path(path), answer)
+            try:
+                answered = report_from_answer(self.vault.display(rel), answer) if answer is not None else None
+            except (ValueError, TypeError):
+                answered = None  # an answer in another shape: ask again
+            if answered is not None:
+                self.reports[rel] = answered
                 if self.linter is not None:
                     self.reports[rel].lint = self.linter.lint(path)
             else:
-                self.reports[rel] = NoteReport(display_path(path))
+                self.reports[rel] = NoteReport(self.vault.display(rel))
                 todo.append(path)
-        self.plans = self.planner.plan(todo) if todo else []
+        if todo:
+            from .plan import Planner
+
+            self.planner = Planner(self.vault, self.options, self.layout,
+                                   eager=lambda: _start_workers(self.vault, self.options))
+            self.plans = self.planner.plan(todo)
         if self.index is not None:
             for plan in self.plans:
                 self.index.saw(plan.rel, plan.note.source.sha if plan.note and plan.note.source else None)
         self._chains()
+        if not selection.outside:
+            return []
+        from .lint import outside_reports
+
         return outside_reports(self.vault, selection.outside)
 
     def answered(self) -> list[NoteReport]:
@@ -119,6 +143,8 @@ class _Run:
             report.blocks = results
             figure_names = tuple(n for b in plan.note.blocks if b.result for n in b.result.figures) if plan.note else ()
         elif self.options.write and plan.note is not None:
+            from .writer import write_back
+
             done = write_back(self.vault, plan.path, plan.rel, plan.note, lambda note: self._place(plan, note),
                               self.layout)
             report.warnings += done.warnings
@@ -157,6 +183,8 @@ class _Run:
             dropped = [p.id for p in by_hash.values() if p.origin in ("run", "cache")]
             if dropped:
                 warnings.append("the note changed during the run; results dropped for " + ", ".join(dropped))
+        from .writer import Placement
+
         occurrences: dict[str, int] = defaultdict(int)
         placements = {}
         for number, p in enumerate(planned):
@@ -184,6 +212,8 @@ class _Run:
         """A result as reported for a note left as it is: its placeholders name the lines the code is on."""
         result = planned.result or BlockResult(id=planned.id, line=line, kind=planned.block.tag.kind,
                                                status="skipped", hash=planned.hash, error="not run")
+        from .jobs import locate
+
         chain = self.chains.get(id(planned), ())
 
         def where(task: int) -> tuple[str, int] | None:
@@ -240,14 +270,20 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     finally:
         if run.index is not None:
             run.index.save()
+        if run.linter is not None and run.linter.index is not None:
+            run.linter.index.save()
     return Report(list(run.reports.values()) + outside, time.perf_counter() - started, linted=options.lint)
 
 
 def _run_blocks(run: _Run, scope: list[NotePlan]) -> None:
+    if not run.plans:
+        return
     vault, options = run.vault, run.options
 
     jobs_count = _jobs_count(vault, options)
     threads = max(1, (os.cpu_count() or 1) // jobs_count)
+    from .plan import jobs_of
+
     jobs = jobs_of(run.plans, vault, threads)
     for _, chain in jobs:
         for planned in chain:
@@ -270,6 +306,8 @@ def _run_blocks(run: _Run, scope: list[NotePlan]) -> None:
 
     try:
         if jobs:
+            from .pool import WorkerPool  # a run with nothing to run never loads the worker machinery
+
             WorkerPool(jobs_count).run([job for job, _ in jobs], on_result=on_result, on_done=lambda job: None)
     finally:
         run.planner.cache.close()

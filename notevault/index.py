@@ -24,22 +24,22 @@ from pathlib import Path
 from .cache import make_cache_folder
 from .files import Source, write_atomic
 
-INDEX_FILE = Path(".notevault") / "index.json"
-FORMAT = 1
+INDEX_FOLDER = Path(".notevault")
+FORMAT = 2
 RACY_NS = 2_000_000_000
 SESSION_OPTION = re.compile(rb"\bsession=([A-Za-z0-9_.-]+)")
 
 
-def file_state(path: Path) -> list | None:
-    """What a file a verdict depends on is now: [size, time, content hash], or None when it is absent."""
+def file_state(path: Path) -> str | None:
+    """What a file a verdict depends on is now: "size time hash", or None when it is absent."""
     try:
         info = os.stat(path)
-        return [info.st_size, info.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()]
+        return f"{info.st_size} {info.st_mtime_ns} {hashlib.sha256(path.read_bytes()).hexdigest()[:32]}"
     except OSError:
         return None
 
 
-def _same_file(path: Path, recorded: list | None) -> bool:
+def _same_file(path: Path, recorded: str | None) -> bool:
     """Unchanged: the same size and time, or else the same bytes (a copy, a checkout)."""
     try:
         info = os.stat(path)
@@ -47,11 +47,12 @@ def _same_file(path: Path, recorded: list | None) -> bool:
         return recorded is None
     if recorded is None:
         return False
-    if [info.st_size, info.st_mtime_ns] == recorded[:2]:
+    size, mtime, sha = recorded.split(" ")
+    if info.st_size == int(size) and info.st_mtime_ns == int(mtime):
         return True
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() == recorded[2]
-    except (OSError, IndexError):
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:32] == sha
+    except OSError:
         return False
 
 
@@ -67,7 +68,7 @@ def _stat(path: Path) -> list[int] | None:
 class Dependencies:
     """What a note's verdict rests on besides the note itself."""
 
-    files: dict[str, list | None] = field(default_factory=dict)  # vault path -> file_state (None: absent)
+    files: dict[str, str | None] = field(default_factory=dict)  # vault path -> file_state (None: absent)
     notes: dict[str, str | None] = field(default_factory=dict)  # another note's vault path -> its content hash
     sessions: list[str] = field(default_factory=list)  # named sessions the note takes part in
 
@@ -81,30 +82,32 @@ def _well_formed(entry: object) -> bool:
 
 
 class Index:
-    """The index of one vault, loaded once per command and saved once at its end."""
+    """One kind of question's index of a vault (``run``, ``frozen``, ``lint``: each its own file, so a command
+    loads only what it asks), loaded once per command and saved once at its end."""
 
-    def __init__(self, root: Path, notes: list[str], entries: dict[str, dict] | None = None,
+    def __init__(self, root: Path, kind: str, notes: list[str], entries: dict[str, dict] | None = None,
                  saved_ns: int = 0) -> None:
         self.root = root
         self.notes = notes  # every note of the vault (vault paths): any of them may join a session
-        self.path = root / INDEX_FILE
+        self.path = root / INDEX_FOLDER / f"index-{kind}.json"
         self.entries: dict[str, dict] = entries or {}
         self.saved_ns = saved_ns
         self.changed = False
         self._hashes: dict[str, str | None] = {}  # vault path -> content hash now (None: gone), found this run
         self._members: dict[str, list[str]] | None = None
         self._pending: list[tuple[str, str, dict, Dependencies]] = []  # answers settled at save()
+        self._files: dict[tuple[str, str | None], bool] = {}  # file checks made this run
 
     @classmethod
-    def load(cls, root: Path, notes: list[str]) -> Index:
+    def load(cls, root: Path, kind: str, notes: list[str]) -> Index:
         try:
-            data = json.loads((root / INDEX_FILE).read_bytes())
+            data = json.loads((root / INDEX_FOLDER / f"index-{kind}.json").read_bytes())
             if data.get("format") != FORMAT or not isinstance(data.get("notes"), dict):
-                return cls(root, notes)
+                return cls(root, kind, notes)
             entries = {rel: entry for rel, entry in data["notes"].items() if _well_formed(entry)}
-            return cls(root, notes, entries, int(data.get("saved_ns", 0)))
+            return cls(root, kind, notes, entries, int(data.get("saved_ns", 0)))
         except (OSError, ValueError, TypeError, AttributeError):
-            return cls(root, notes)  # missing or corrupt: start afresh
+            return cls(root, kind, notes)  # missing or corrupt: start afresh
 
     def save(self) -> None:
         self._settle()
@@ -128,13 +131,18 @@ class Index:
         if entry is None or question not in entry["answers"] or self.hash_now(rel) != entry["sha"]:
             return None
         given = entry["answers"][question]
-        if not all(_same_file(self.root / name, state) for name, state in given["files"].items()):
+        if not all(self._same_file(name, state) for name, state in given["files"].items()):
             return None
         if any(self.hash_now(name) != sha for name, sha in given["notes"].items()):
             return None
         if any(self.members(session) != members for session, members in given["members"].items()):
             return None
         return given["answer"]
+
+    def _same_file(self, name: str, state: str | None) -> bool:
+        if (name, state) not in self._files:
+            self._files[name, state] = _same_file(self.root / name, state)
+        return self._files[name, state]
 
     def hash_now(self, rel: str) -> str | None:
         """The note's content hash now: from the index while its size and time are unchanged, else read."""

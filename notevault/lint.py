@@ -151,7 +151,7 @@ class Linter:
         """All findings for one note, with the vault's severities applied, sorted by place."""
         rel = self.vault.relative(path)
         answer = self.index.answer(rel, self.question) if self.index is not None else None
-        if answer is not None and (answer["files"] == self.vault.files_digest
+        if answer is not None and (answer["files"] == self.vault.files_digest[:32]
                                    or self.vault.still_answers(answer["lookups"])):
             return [Finding(*f) for f in answer["findings"]]
         templates = self.templates()  # parsed before the look-ups are recorded: the question covers them
@@ -168,7 +168,7 @@ class Linter:
         if self.index is not None and isinstance(note, Note) and note.source is not None:
             read = {lookup[1] for lookup in lookups if lookup[0] == "note" and lookup[1] != rel}
             answer = {"findings": [[f.rule, f.severity, f.line, f.col, f.message] for f in findings],
-                      "files": self.vault.files_digest, "lookups": [x for x in lookups if x[0] != "note"]}
+                      "files": self.vault.files_digest[:32], "lookups": [x for x in lookups if x[0] != "note"]}
             self.index.record(rel, note.source, self.question, answer, Dependencies(notes=dict.fromkeys(read)))
         if not self.vault.is_template(rel):
             self.vault.forget(rel)  # linted: its text is no longer needed
@@ -229,7 +229,7 @@ def _describe(kind: str) -> str:
 def lint_paths(vault: Vault, paths: list[Path]) -> Report:
     """``notevault lint``: findings for every note under ``paths``."""
     started = time.perf_counter()
-    index = Index.load(vault.root, [f for f in vault.files if f.endswith(".md")])
+    index = Index.load(vault.root, "lint", [f for f in vault.files if f.endswith(".md")])
     linter = Linter(vault, index)
     selection = vault.notes(paths)
     notes = [NoteReport(display_path(path), lint=linter.lint(path)) for path in selection.notes]

@@ -12,13 +12,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
-
-import yaml
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-from mdit_py_plugins.dollarmath import dollarmath_plugin
-from mdit_py_plugins.front_matter import front_matter_plugin
 
 from . import callout
 from .errors import NoteError
@@ -26,6 +21,10 @@ from .files import Source, read_source
 from .findings import Finding
 from .obsidian import BLOCK_ID, CALLOUT_HEADER, TRAILING_BLOCK_ID, obsidian_plugin, split_wikilink
 from .tags import Tag, parse_info
+
+if TYPE_CHECKING:  # the parser is imported when a note is first parsed: a run with nothing to do never needs it
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 BOM = "\ufeff"
 # The same rule markdown-it uses; str.splitlines() would also split on \x0c, \x85, \u2028.
@@ -222,6 +221,10 @@ def split_lines(text: str) -> list[str]:
 @lru_cache(maxsize=1)
 def markdown() -> MarkdownIt:
     """The one parser configuration notevault uses everywhere."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+    from mdit_py_plugins.front_matter import front_matter_plugin
+
     md = MarkdownIt("commonmark").enable("table")
     md.use(front_matter_plugin)
     md.use(dollarmath_plugin, allow_labels=False, double_inline=True)
@@ -337,6 +340,8 @@ class _NoteBuilder:
         self.problems.append(Finding(rule, "error", line, col, message))
 
     def _front_matter(self, token: Token) -> None:
+        import yaml
+
         try:
             data = yaml.safe_load(token.content)
         except yaml.YAMLError as exc:

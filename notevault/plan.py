@@ -17,18 +17,14 @@ bottom within a note. Running part of a session replays the blocks before it, so
 from __future__ import annotations
 
 import ast
-import hashlib
-import os
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
-from . import __version__, figures
+from . import figures
 from .cache import Cache
 from .callout import Layout
 from .config import NoteSettings, note_settings
@@ -38,6 +34,7 @@ from .index import Dependencies, file_state
 from .jobs import Job, Task
 from .lint import block_findings
 from .note import Block, Note, ResultCallout
+from .options import RunOptions, cuda_present, sha, versions
 from .results import BlockResult
 from .tags import FORMULA_REF
 from .vault import Vault, display_path
@@ -45,17 +42,6 @@ from .vault import Vault, display_path
 FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)')
 WARNING = re.compile(r"^(?P<path>[^\s:][^:]*):(?P<line>\d+): \w+(?:Warning|Error)\b")
 HASH_CHARS = 16
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    device: str | None = None  # --device: overrides the vault default, not a block's own device=
-    jobs: int | None = None
-    timeout: float | None = None
-    force: bool = False  # ignore the cache and the results stored in notes
-    write: bool = True  # run writes results back; check does not
-    lint: bool = False  # check also lints
-    frozen: bool = False  # check --frozen: run nothing, compare stored results with the blocks
 
 
 SessionKey = tuple[str, ...]  # ("note", rel) | ("session", name) | ("isolated", rel, n)
@@ -93,28 +79,6 @@ class NotePlan:
     @property
     def display(self) -> str:
         return display_path(self.path)
-
-
-@lru_cache(maxsize=1)
-def versions() -> str:
-    try:
-        torch_version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch_version = "none"
-    return f"torch={torch_version} notevault={__version__} python={sys.version_info[:2]}"
-
-
-def cuda_present() -> bool:
-    """A cheap guess, without importing torch, that goes into cache keys of blocks that may use CUDA."""
-    return os.path.exists("/dev/nvidiactl") and "+cpu" not in versions()
-
-
-def sha(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=4096)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 
 from .findings import Finding
 
@@ -91,14 +91,22 @@ class NoteReport:
 
 
 def note_answer(note: NoteReport) -> dict:
-    """What the index keeps of a note's report: its blocks (as reported) and its findings."""
-    return {"blocks": [block.to_json() for block in note.blocks],
+    """What the index keeps of a note's report: what a report shows of its blocks, and its findings."""
+    def shown(b: BlockResult) -> list:
+        formula = [b.formula.id, b.formula.max_abs_err, b.formula.max_rel_err] if b.formula else None
+        return [b.id, b.line, b.kind, b.status, b.hash, b.device, b.seconds, b.error, formula]
+
+    return {"blocks": [shown(b) for b in note.blocks],
             "lint": [[f.rule, f.severity, f.line, f.col, f.message] for f in note.lint]}
 
 
 def report_from_answer(path: str, answer: dict) -> NoteReport:
     """A note's report rebuilt from the index, every block marked as coming from what was stored."""
-    blocks = [replace(BlockResult.from_json(data), cached=True) for data in answer["blocks"]]
+    blocks = []
+    for block_id, line, kind, status, block_hash, device, seconds, error, formula in answer["blocks"]:
+        blocks.append(BlockResult(id=block_id, line=line, kind=kind, status=status, hash=block_hash, cached=True,
+                                  device=device, seconds=seconds, error=error,
+                                  formula=FormulaResult(*formula) if formula else None))
     return NoteReport(path, blocks, [Finding(*f) for f in answer["lint"]])
 
 

@@ -12,11 +12,14 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config
 from .errors import ConfigError, NoteError, UsageError
-from .note import Note, read_note
 from .tags import FORMULA_REF
+
+if TYPE_CHECKING:  # notes are parsed on demand: a run answered from the index never loads the parser
+    from .note import Note
 
 CONFIG_FILE = "notevault.yaml"
 PARSED_KEPT = 256
@@ -141,6 +144,8 @@ class Vault:
         self._parsed: OrderedDict[str, Note | NoteError] = OrderedDict()
         # While set, every link resolution, suggestion and note read is recorded: what a lint verdict rests on.
         self.lookups: list[list] | None = None
+        self.links: set[str] = set()  # files that are symbolic links
+        self._display_prefix: str | None = None
         self._index()
 
     @classmethod
@@ -169,13 +174,33 @@ class Vault:
         self._file_set = {f.casefold(): f for f in self.files}
         self.files_digest = hashlib.sha256("\n".join(self.files).encode("utf-8", "surrogatepass")).hexdigest()
 
-    def _walk(self) -> Iterator[str]:
-        for folder, dirs, files in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if not ignored(d))
-            rel_folder = Path(folder).relative_to(self.root).as_posix()
-            for name in sorted(files):
-                if not ignored(name):
-                    yield name if rel_folder == "." else f"{rel_folder}/{name}"
+    def _walk(self, folder: str = "") -> Iterator[str]:
+        """Files below the root in sorted order, as os.walk lists them (links to folders are not followed);
+        files that are symbolic links are noted in ``links``: only those can point outside the vault."""
+        try:
+            entries = sorted(os.scandir(self.root / folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if ignored(entry.name):
+                continue
+            rel = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(rel)
+            elif entry.is_dir() and entry.is_symlink():
+                continue  # a link to a folder: not followed, as os.walk would not
+            else:
+                if entry.is_symlink():
+                    self.links.add(rel)
+                yield rel
+
+    def display(self, rel: str) -> str:
+        """A vault path as reports show it: relative to the current folder (``display_path``, without asking
+        the file system for every note)."""
+        if self._display_prefix is None:
+            prefix = display_path(self.root)
+            self._display_prefix = "" if prefix == "." else prefix + os.sep
+        return self._display_prefix + rel.replace("/", os.sep)
 
     def relative(self, path: Path) -> str:
         """The vault-relative posix path of a note found by ``notes()`` (or of any path inside the vault)."""
@@ -215,9 +240,9 @@ class Vault:
                 if not templates and self.is_template(rel):
                     continue
                 note = self.root / rel
-                if not note.resolve().is_relative_to(self.real_root):
+                if (rel in self.links or not given.is_dir()) and not note.resolve().is_relative_to(self.real_root):
                     outside.append(note)
-                elif note.is_file():
+                elif self._file_set.get(rel.casefold()) == rel or note.is_file():
                     found[rel] = note
         return Selection([found[rel] for rel in sorted(found)], outside)
 
@@ -238,6 +263,8 @@ class Vault:
         if rel in self._parsed:
             self._parsed.move_to_end(rel)
         else:
+            from .note import read_note
+
             try:
                 self._parsed[rel] = read_note(self.root / rel)
             except NoteError as exc:
@@ -255,7 +282,7 @@ class Vault:
         if match["note"]:
             target_rel = self.resolve(match["note"], rel, wiki=True)
             target = self.note(target_rel) if target_rel else None
-        if not isinstance(target, Note):
+        if target is None or isinstance(target, NoteError):
             return None
         return next((m.latex for m in target.maths if m.block_id == match["id"]), None)
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import make_vault
 
 from notevault.engine import RunOptions, execute
-from notevault.index import INDEX_FILE, Index, file_state
+from notevault.index import INDEX_FOLDER, Index, file_state
 from notevault.vault import Vault
 
 
@@ -44,8 +44,7 @@ def age(root):
     for path in root.rglob("*"):
         if path.is_file() and ".notevault" not in path.parts:
             os.utime(path, (old, old))
-    index = root / INDEX_FILE
-    if index.exists():
+    for index in (root / INDEX_FOLDER).glob("index-*.json"):
         data = json.loads(index.read_text())
         for rel, entry in data["notes"].items():
             entry["stat"] = [entry["stat"][0], (root / rel).stat().st_mtime_ns]
@@ -99,7 +98,7 @@ def test_a_note_saved_just_before_the_index_is_hashed_again(vault):
     run(vault)  # index saved now
     (vault / "b.md").write_text(text.replace("print('b')", "print('c')"))  # same size, within the racy window
     stat = (vault / "b.md").stat()
-    entry = Index.load(vault, [])
+    entry = Index.load(vault, "run", [])
     entry.entries["b.md"]["stat"] = [stat.st_size, stat.st_mtime_ns]  # as if the index had recorded this time
     entry.changed = True
     entry.save()
@@ -164,7 +163,7 @@ def test_settings_and_options_are_part_of_the_question(vault):
 
 @pytest.mark.parametrize("damage", ["delete", "garbage", "torn", "foreign"])
 def test_a_lost_or_damaged_index_costs_time_never_correctness(vault, damage):
-    index = vault / INDEX_FILE
+    index = vault / INDEX_FOLDER / "index-run.json"
     before = {p.name: p.read_bytes() for p in vault.glob("*.md")}
     if damage == "delete":
         index.unlink()
@@ -177,11 +176,11 @@ def test_a_lost_or_damaged_index_costs_time_never_correctness(vault, damage):
     planned, report = run(vault)
     assert planned == ["a.md", "b.md", "s1.md", "s2.md"]
     assert not report.failed() and {p.name: p.read_bytes() for p in vault.glob("*.md")} == before
-    assert json.loads(index.read_text())["format"] == 1  # written afresh
+    assert json.loads(index.read_text())["format"] == 2  # written afresh
 
 
 def test_an_index_entry_with_the_wrong_shape_is_ignored(vault):
-    index = vault / INDEX_FILE
+    index = vault / INDEX_FOLDER / "index-run.json"
     data = json.loads(index.read_text())
     data["notes"]["b.md"] = {"sha": 1}
     index.write_text(json.dumps(data))
@@ -197,21 +196,21 @@ def test_a_copied_vault_is_judged_by_content_not_by_time(vault, tmp_path):
 
 def lint(root):
     """Lint the vault; return the notes that were read, and the findings by note."""
-    import notevault.vault as vault_module
+    import notevault.note as note_module
     from notevault.lint import lint_paths
 
     read = []
-    real = vault_module.read_note
+    real = note_module.read_note
 
     def reading(path):
         read.append(path.relative_to(root).as_posix())
         return real(path)
 
-    vault_module.read_note = reading
+    note_module.read_note = reading
     try:
         report = lint_paths(Vault(root), [root])
     finally:
-        vault_module.read_note = real
+        note_module.read_note = real
     return sorted(read), {n.path.rsplit("/", 1)[-1]: [f.message for f in n.lint] for n in report.notes}
 
 
