@@ -107,7 +107,8 @@ def test_two_notes_of_one_name_get_two_scripts_under_out(tmp_path, capsys, monke
 def test_a_session_across_notes_starts_with_the_earlier_notes_blocks(tmp_path, capsys, monkeypatch):
     files = {
         "a.md": "```python run session=s\nx = 41\n```\n\n```python run\nprint('not in the session')\n```\n",
-        "sub/b.md": "# B\n\n```python run session=s\nx += 1\nx\n```\n\n```python run\nprint(open('data.txt').read())\n```\n",
+        "sub/b.md": ("# B\n\n```python run session=s\nx += 1\nx\n```\n\n"
+                     "```python run\nprint(open('data.txt').read())\n```\n"),
         "sub/data.txt": "next to b\n",
         "z.md": "```python run session=s\nprint('after b: not replayed')\n```\n",
     }
