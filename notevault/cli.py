@@ -50,6 +50,7 @@ class Parser(argparse.ArgumentParser):
     """A usage error is one line, plus where to read more (argparse would print its whole usage block first)."""
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `lint --out` must not be taken for --output
         super().__init__(*args, **kwargs)
         self.commands: dict[str, Parser] = {}
 
