@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from .errors import ConfigError, NoteError
+from .errors import ConfigError, NoteError, NotevaultError
 from .results import BlockResult
 from .vault import Vault, display_path, find_root, ignored
 
@@ -152,7 +152,10 @@ class BlockItem(pytest.Item):
         self.line, self.index = line, index
 
     def runtest(self) -> None:
-        results = self.parent.results()
+        try:
+            results = self.parent.results()
+        except NotevaultError as exc:  # e.g. torch missing: the reason in one line, as the CLI gives it
+            raise BlockFailed(str(exc)) from None
         result = results[self.index] if self.index < len(results) else None
         if result is None or result.id != self.name:
             raise BlockFailed("the note changed while pytest ran: run pytest again")

@@ -106,6 +106,14 @@ def test_an_unreadable_note_is_one_failing_item_and_lint_errors_fail_as_in_check
     assert "missing.png" not in result.stdout.str()
 
 
+def test_a_settings_error_fails_each_notes_lint_item(pytester):
+    make_vault(pytester, {"a.md": NOTE, "b.md": "text\n", "notevault.yaml": "timeout: 1\ntimeout: 2\n"})
+    result = pytester.runpytest_subprocess("--notevault", "vault")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*_ a.md lint _*", "*/vault/notevault.yaml:2: duplicate key 'timeout' (first at "
+                                                   "line 1)"])
+
+
 def test_skips_point_at_the_notes_line(pytester):
     make_vault(pytester, {"skipped.md": SKIPPED_NOTE})
     result = pytester.runpytest_subprocess("--notevault", "vault", "-rs")
