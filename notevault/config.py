@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 from .findings import SEVERITIES, Finding
+
+if TYPE_CHECKING:  # yaml is imported where a file is parsed: a vault without settings never loads it
+    import yaml
 
 RULES = {
     "broken-link": "error",
@@ -99,22 +103,22 @@ VAULT_KEYS = {
 
 
 def load_config(path: Path) -> Config:
-    """Read ``notevault.yaml``; a missing file means defaults, a bad key or value is a ConfigError."""
+    """Read ``notevault.yaml``; a missing file means defaults; bad YAML, a duplicate or unknown key or a bad
+    value is a ConfigError that names its line."""
     if not path.exists():
         return Config()
     import yaml  # only a vault with settings pays for it
 
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read settings: {exc}".splitlines()[0], path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read settings: {exc}", path) from None
+    root, data = _parse_yaml(text, path)
     if root is None:
         return Config()
     if not isinstance(root, yaml.MappingNode):
-        raise ConfigError("settings must be a mapping of keys to values", path, 1)
+        raise ConfigError("settings must be a mapping of keys to values", path, root.start_mark.line + 1)
     values = {}
-    data = yaml.safe_load(text)
     for key_node, _ in root.value:
         key, line = key_node.value, key_node.start_mark.line + 1
         if key not in VAULT_KEYS:
@@ -124,6 +128,53 @@ def load_config(path: Path) -> Config:
         except ValueError as exc:
             raise ConfigError(f"{key}: {exc}", path, line) from None
     return replace(Config(), **values)
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, object]:
+    """The YAML document's node tree (for lines) and its value, from one parse."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            _reject_duplicate_keys(root, path)
+        return root, loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"not valid YAML: {', '.join(p for p in (exc.context, exc.problem) if p)}", path,
+                          _error_line(exc, text)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path) from None
+    finally:
+        loader.dispose()
+
+
+def _error_line(exc: yaml.MarkedYAMLError, text: str) -> int | None:
+    """Where the YAML goes wrong; for something left open at the end (a quote, a bracket), where it opens."""
+    mark = exc.problem_mark
+    if exc.context_mark is not None and (mark is None or mark.index >= len(text.rstrip())):
+        mark = exc.context_mark
+    return mark.line + 1 if mark is not None else None
+
+
+def _reject_duplicate_keys(node: yaml.Node, path: Path) -> None:
+    """PyYAML keeps the last of two equal keys silently; a setting given twice is a mistake to point at."""
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(item, path)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[object, int] = {}
+    for key, value in node.value:
+        line = key.start_mark.line + 1
+        name = key.value if isinstance(key, yaml.ScalarNode) else None
+        if name is not None and name in seen:
+            raise ConfigError(f"duplicate key '{name}' (first at line {seen[name]})", path, line)
+        if name is not None:
+            seen[name] = line
+        _reject_duplicate_keys(value, path)
 
 
 @dataclass(frozen=True)
@@ -138,22 +189,48 @@ class NoteSettings:
 NOTE_KEYS = {"skip": bool, "device": _device, "timeout": _positive_number}
 
 
-def note_settings(front_matter: dict) -> tuple[NoteSettings, list[str]]:
-    """Read a note's ``notevault:`` settings; return them and the problems found (as messages)."""
+@dataclass(frozen=True)
+class SettingProblem:
+    key: str | None  # the setting at fault; None: the ``notevault:`` key itself
+    message: str
+
+
+def note_settings(front_matter: dict) -> tuple[NoteSettings, list[SettingProblem]]:
+    """Read a note's ``notevault:`` settings; return them and the problems found."""
     raw = front_matter.get("notevault")
     if raw is None:
         return NoteSettings(), []
     if not isinstance(raw, dict):
-        return NoteSettings(), ["front matter 'notevault' must be a mapping (skip, device, timeout)"]
+        return NoteSettings(), [SettingProblem(None, "front matter 'notevault' must be a mapping (skip, device, "
+                                                     "timeout)")]
     values, problems = {}, []
     for key, value in raw.items():
         if key not in NOTE_KEYS:
-            problems.append(f"unknown notevault setting '{key}' (known: {', '.join(NOTE_KEYS)})")
+            problems.append(SettingProblem(key, f"unknown notevault setting '{key}' (known: {', '.join(NOTE_KEYS)})"))
             continue
         try:
             if key == "skip" and not isinstance(value, bool):
                 raise ValueError("must be true or false")
             values[key] = NOTE_KEYS[key](value)
         except ValueError as exc:
-            problems.append(f"notevault setting {key}: {exc}")
+            problems.append(SettingProblem(key, f"notevault setting {key}: {exc}"))
     return NoteSettings(**values), problems
+
+
+def setting_lines(front_matter_yaml: str) -> dict[str | None, int]:
+    """1-based lines, within the front matter's YAML, of the ``notevault:`` key (under None) and of its keys."""
+    import yaml
+
+    try:
+        root = yaml.compose(front_matter_yaml, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "notevault":
+            lines: dict[str | None, int] = {None: key.start_mark.line + 1}
+            if isinstance(value, yaml.MappingNode):
+                lines.update((k.value, k.start_mark.line + 1) for k, _ in value.value if isinstance(k, yaml.ScalarNode))
+            return lines
+    return {}

@@ -737,34 +737,21 @@ def describe(latex: str, block_id: str | None, line: int) -> FormulaInfo:
         return FormulaInfo(block_id, line, latex, False, (), str(exc))
 
 
-def list_formulas(vault, paths: list[Path], fmt: str = "text") -> str:
-    """``notevault formulas``: every display formula of the notes, as text or JSON."""
-    import json
-    import os
+@dataclass(frozen=True)
+class NoteFormulas:
+    path: str  # as shown to the user, relative to the current folder
+    formulas: tuple[FormulaInfo, ...]
 
+
+def list_formulas(vault, paths: list[Path]) -> list[NoteFormulas]:
+    """``notevault formulas``: every display formula of the notes under ``paths`` (report.py renders them)."""
     from .note import Note
+    from .vault import display_path
 
     notes = []
     for path in vault.notes(paths).notes:
         note = vault.note(vault.relative(path))
-        if not isinstance(note, Note):
-            continue
-        infos = [describe(m.latex, m.block_id, m.line) for m in note.maths]
-        notes.append((os.path.relpath(path), infos))
-    if fmt == "json":
-        data = {"version": 1, "notes": [
-            {"path": path, "formulas": [{"id": f.id, "line": f.line, "latex": f.latex, "evaluable": f.evaluable,
-                                         "symbols": list(f.symbols), "reason": f.reason} for f in infos]}
-            for path, infos in notes]}
-        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-    lines = []
-    for path, infos in notes:
-        for f in infos:
-            flat = " ".join(f.latex.split())
-            shown = flat if len(flat) <= 70 else flat[:69] + "…"
-            what = "binds " + ", ".join(f.symbols) if f.evaluable else f"not evaluable: {f.reason}"
-            lines.append(f"{path}:{f.line}: {'^' + f.id if f.id else '-'} {shown}  [{what}]")
-    total = sum(len(infos) for _, infos in notes)
-    evaluable = sum(f.evaluable for _, infos in notes for f in infos)
-    lines.append(f"{total} formulas, {evaluable} evaluable")
-    return "\n".join(lines) + "\n"
+        if isinstance(note, Note):
+            notes.append(NoteFormulas(display_path(path), tuple(describe(m.latex, m.block_id, m.line)
+                                                                for m in note.maths)))
+    return notes

@@ -96,7 +96,8 @@ def _markdown(text: str) -> str:
 def step_summary(found: list[Annotation]) -> str:
     """The whole list as a Markdown table, for ``GITHUB_STEP_SUMMARY``."""
     counts = Counter(a.level for a in found)
-    rows = [f"### notevault: {', '.join(f'{counts[level]} {level}s' for level in LEVELS.values())}", "",
+    shown = ", ".join(f"{counts[level]} {level}{'' if counts[level] == 1 else 's'}" for level in LEVELS.values())
+    rows = [f"### notevault: {shown}", "",
             "| level | file | line | problem |", "| --- | --- | --- | --- |"]
     rows += [f"| {a.level} | {_markdown(a.file)} | {a.line or ''} | {_markdown(a.title)}: {_markdown(a.message)} |"
              for a in found]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import note_settings
+from .config import note_settings, setting_lines
 from .errors import NoteError
 from .findings import Finding
 from .index import Dependencies, Index
@@ -106,8 +106,7 @@ def block_findings(vault: Vault, note: Note, rel: str) -> list[Finding]:
     """What keeps a note's blocks from running as written: broken front matter, unclosed fences, bad tags,
     unknown formulas, duplicate ids. ``run`` reports these; ``lint`` reports them with the rest."""
     findings = list(note.problems)
-    _, problems = note_settings(note.front_matter)
-    findings.extend(Finding("front-matter", "error", 1, 1, message) for message in problems)
+    findings.extend(setting_findings(note))
     seen: dict[str, int] = {}
     for block in note.blocks:
         for error in block.tag.errors:
@@ -121,6 +120,21 @@ def block_findings(vault: Vault, note: Note, rel: str) -> list[Finding]:
                                     f"id {block.id} is also the id of the block at line {seen[block.id]}"))
         seen.setdefault(block.id, block.span.line)
     return findings
+
+
+FRONT_MATTER_END = re.compile(r"^-{3,}[ \t]*$")
+
+
+def setting_findings(note: Note) -> list[Finding]:
+    """Problems with the note's ``notevault:`` settings, each at the line of the key at fault."""
+    _, problems = note_settings(note.front_matter)
+    if not problems:
+        return []
+    # The YAML between the opening --- (line 1) and the closing one; its first line is the note's line 2.
+    end = next((n for n in range(1, len(note.lines)) if FRONT_MATTER_END.match(note.line_text(n + 1))), 1)
+    lines = setting_lines("".join(note.lines[1:end]))
+    return [Finding("front-matter", "error", 1 + lines.get(p.key, lines.get(None, 0)), 1, p.message)
+            for p in problems]
 
 
 class Linter:

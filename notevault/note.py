@@ -234,13 +234,16 @@ def markdown() -> MarkdownIt:
 
 def decode(data: bytes, path: Path) -> tuple[str, bool]:
     """Decode a note's bytes as UTF-8, saying where it fails; return (text without BOM, had BOM)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise NoteError("UTF-16 text, not UTF-8: re-save the note as UTF-8", path, 1)
     if b"\x00" in data[:8192]:
         raise NoteError("binary file, not a UTF-8 note", path, data[:8192].count(b"\n", 0, data.find(b"\x00")) + 1)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise NoteError(f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})", path, line) from None
+        raise NoteError(f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}): re-save the note "
+                        "as UTF-8", path, line) from None
     bom = text.startswith(BOM)
     return (text[1:] if bom else text), bom
 

@@ -1,17 +1,24 @@
-"""Reports in the formats a user or a CI system reads: text, json (SPEC §7), junit, github annotations."""
+"""Everything a command prints: reports as text, json (SPEC §7), junit and github annotations; what clean,
+tangle and formulas return; the progress bar."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .findings import Finding
 from .github import workflow_commands
 from .junit import to_junit
 from .results import BlockResult, NoteReport, Report
+
+if TYPE_CHECKING:  # the commands' own modules; report only reads their dataclasses
+    from .formula import NoteFormulas
+    from .tangle import Tangled
+    from .writer import Cleaned
 
 FORMATS = ("text", "json", "junit", "github")
 
@@ -51,13 +58,22 @@ def to_github(report: Report) -> str:
 
 def _summary_line(report: Report) -> str:
     s = report.summary()
-    parts = []
+    parts = [plural(s["notes"], "note")]
     if s["blocks"] or s["stale"]:
-        parts.append(f"{s['blocks']} blocks: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped"
-                     + (f", {s['stale']} stale" if s["stale"] else "") + f" ({s['cached']} cached)")
-    lint_info = report.lint_count("info")
-    parts.append(f"lint: {s['lint_errors']} errors, {s['lint_warnings']} warnings, {lint_info} info")
-    return f"{s['notes']} notes · " + " · ".join(parts) + f" · {s['seconds']:.2f} s"
+        parts.append(f"{plural(s['blocks'], 'block')}: {s['passed']} passed, {s['failed']} failed, "
+                     f"{s['skipped']} skipped" + (f", {s['stale']} stale" if s["stale"] else "")
+                     + f" ({s['cached']} cached)")
+    if report.linted:
+        parts.append(f"lint: {plural(s['lint_errors'], 'error')}, {plural(s['lint_warnings'], 'warning')}, "
+                     f"{report.lint_count('info')} info")
+    elif _problems(report):
+        # run does not lint: these are only what kept blocks from running as written (bad tags, front matter …)
+        parts.append(plural(_problems(report), "problem"))
+    return " · ".join(parts) + f" · {s['seconds']:.2f} s"
+
+
+def _problems(report: Report) -> int:
+    return sum(len(note.lint) for note in report.notes)
 
 
 def _block_line(path: str, block: BlockResult) -> str | None:
@@ -71,11 +87,21 @@ def _block_line(path: str, block: BlockResult) -> str | None:
     return None
 
 
+# Findings that say why a block could not run; the block's own failed line says it already.
+BLOCK_RULES = ("bad-tag", "unclosed-fence", "unknown-formula")
+
+
+def _findings_shown(note: NoteReport) -> list[Finding]:
+    """The note's findings less those its failed blocks already report on their line (one cause, one line)."""
+    failed_at = {b.line for b in note.blocks if b.status == "failed"}
+    return [f for f in note.lint if not (f.rule in BLOCK_RULES and f.line in failed_at)]
+
+
 def to_text(report: Report) -> str:
     lines = []
     for note in report.notes:
         entries = [(b.line, 1, _block_line(note.path, b)) for b in note.blocks]
-        entries += [(f.line, f.col, f.format(note.path)) for f in note.lint]
+        entries += [(f.line, f.col, f.format(note.path)) for f in _findings_shown(note)]
         lines.extend(text for _, _, text in sorted(entries, key=lambda e: (e[0], e[1])) if text)
         lines.extend(f"{note.path}: warning: {w}" for w in note.warnings)
     lines.append(_summary_line(report))
@@ -90,11 +116,17 @@ def print_terminal(report: Report, console: Console) -> None:
         style = "red" if ": error:" in line else "yellow" if ": warning:" in line else None
         console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
     s = report.summary()
-    table = Table(title=None, show_edge=False, pad_edge=False)
-    for column in ("notes", "blocks", "passed", "failed", "skipped", "stale", "cached", "errors", "warnings", "s"):
+    columns = {"blocks": s["blocks"], "passed": s["passed"], "failed": s["failed"], "skipped": s["skipped"],
+               "stale": s["stale"], "cached": s["cached"]}
+    if report.linted:
+        columns.update({"lint errors": s["lint_errors"], "lint warnings": s["lint_warnings"]})
+    else:
+        columns["problems"] = _problems(report)
+    table = Table(title=f"notevault · {plural(s['notes'], 'note')}", title_justify="left", show_edge=False,
+                  pad_edge=False)
+    for column in [*columns, "seconds"]:
         table.add_column(column, justify="right")
-    table.add_row(*(str(s[k]) for k in ("notes", "blocks", "passed", "failed", "skipped", "stale", "cached",
-                                         "lint_errors", "lint_warnings")), f"{s['seconds']:.2f}",
+    table.add_row(*(str(v) for v in columns.values()), f"{s['seconds']:.2f}",
                   style="red" if report.failed() else "green")
     console.print(table)
 
@@ -111,8 +143,60 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+# What clean, tangle and formulas return, as text or JSON ------------------------------------------------------
+
+LISTING_FORMATS = ("text", "json")
+
+
+def _json(notes: list[dict]) -> str:
+    return json.dumps({"version": 1, "notes": notes}, ensure_ascii=False, indent=2) + "\n"
+
+
+def render_cleaned(cleaned: list[Cleaned], fmt: str) -> str:
+    if fmt == "json":
+        return _json([{"path": c.path, "results_removed": c.results, "figures_removed": c.figures,
+                       "warnings": list(c.warnings)} for c in cleaned])
+    lines = []
+    for c in cleaned:
+        if c.results or c.figures:
+            lines.append(f"cleaned {c.path} ({plural(c.results, 'result')}, {plural(c.figures, 'figure')} removed)")
+        lines.extend(f"warning: {w}" for w in c.warnings)
+    return "".join(line + "\n" for line in lines)
+
+
+def render_tangled(tangled: list[Tangled], fmt: str) -> str:
+    if fmt == "json":
+        return _json([{"path": t.note, "script": t.script, "error": t.refused} for t in tangled])
+    return "".join((f"{t.script}: error: {t.refused}" if t.refused else t.script) + "\n" for t in tangled)
+
+
+def render_formulas(notes: list[NoteFormulas], fmt: str) -> str:
+    if fmt == "json":
+        return _json([{"path": n.path, "formulas": [
+            {"id": f.id, "line": f.line, "latex": f.latex, "evaluable": f.evaluable, "symbols": list(f.symbols),
+             "reason": f.reason} for f in n.formulas]} for n in notes])
+    lines = []
+    for note in notes:
+        for f in note.formulas:
+            flat = " ".join(f.latex.split())
+            shown = flat if len(flat) <= 70 else flat[:69] + "…"
+            what = "binds " + ", ".join(f.symbols) if f.evaluable else f"not evaluable: {f.reason}"
+            lines.append(f"{note.path}:{f.line}: {'^' + f.id if f.id else '-'} {shown}  [{what}]")
+    total = sum(len(n.formulas) for n in notes)
+    evaluable = sum(f.evaluable for n in notes for f in n.formulas)
+    lines.append(f"{plural(total, 'formula')}, {evaluable} evaluable")
+    return "\n".join(lines) + "\n"
+
+
+STARTING = "starting workers (importing torch)…"
+
+
 class ProgressDisplay:
-    """A progress bar on a terminal; one plain line per note otherwise (CI logs stay readable)."""
+    """A progress bar on a terminal; one plain line per note otherwise (CI logs stay readable).
+
+    ``status`` says what is happening before any note is done (the first block waits seconds for torch to be
+    imported); the first finished note replaces it with the counts.
+    """
 
     def __init__(self, total: int, *, stream: IO[str] | None = None, enabled: bool = True) -> None:
         self.stream = stream or sys.stderr
@@ -125,7 +209,7 @@ class ProgressDisplay:
             self.bar = Progress(TextColumn("[bold]notevault"), BarColumn(complete_style="green"),
                                 MofNCompleteColumn(), TextColumn("notes · {task.fields[status]}"),
                                 TimeElapsedColumn(), console=self.console, transient=True)
-            self.task = self.bar.add_task("notes", total=total, status="0 blocks")
+            self.task = self.bar.add_task("notes", total=total, status=self._counts())
 
     def __enter__(self) -> ProgressDisplay:
         if self.bar:
@@ -136,13 +220,20 @@ class ProgressDisplay:
         if self.bar:
             self.bar.stop()
 
+    def status(self, text: str | None) -> None:
+        """Show ``text`` in place of the counts (None: the counts again)."""
+        if self.bar:
+            self.bar.update(self.task, status=self._counts() if text is None else text)
+
+    def _counts(self) -> str:
+        return plural(self.blocks, "block") + (f" · [red]{self.failures} failed" if self.failures else "")
+
     def note_done(self, note: NoteReport) -> None:
         failed = sum(1 for b in note.blocks if b.status == "failed")
         self.failures += failed
         self.blocks += len(note.blocks)
         if self.bar:
-            status = f"{self.blocks} blocks" + (f" · [red]{self.failures} failed" if self.failures else "")
-            self.bar.update(self.task, advance=1, status=status)
+            self.bar.update(self.task, advance=1, status=self._counts())
             if self.failures:
                 self.bar.columns[1].complete_style = "red"
         elif self.enabled and note.blocks:

@@ -94,13 +94,20 @@ def _digest_of(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+def _boolean(settings: dict, key: str, path: Path) -> bool:
+    value = settings.get(key, False)
+    if not isinstance(value, bool):  # bool("no") would be True
+        raise ConfigError(f"{key} must be true or false, not {json.dumps(value)}", path)
+    return value
+
+
 def read_obsidian_settings(root: Path) -> ObsidianSettings:
     app = _read_json(root / ".obsidian" / "app.json")
     templates = _read_json(root / ".obsidian" / "templates.json")
     folder = templates.get("folder")
     return ObsidianSettings(
         attachment_folder=str(app.get("attachmentFolderPath", "/")) or "/",
-        use_markdown_links=bool(app.get("useMarkdownLinks", False)),
+        use_markdown_links=_boolean(app, "useMarkdownLinks", root / ".obsidian" / "app.json"),
         new_link_format=str(app.get("newLinkFormat", "shortest")),
         templates_folder=str(folder).strip("/") if folder else None,
     )

@@ -105,3 +105,11 @@ def test_at_the_cap_nothing_is_added(tmp_path, monkeypatch):
     lines = workflow_commands(many(errors=10, infos=10))
     assert len(lines) == 20 and not lines[0].startswith("::notice title=notevault::")
     assert not (tmp_path / "summary.md").exists()
+
+
+def test_the_job_summary_counts_in_correct_plurals():
+    from notevault.github import Annotation, step_summary
+
+    found = [Annotation("error", "a.md", 1, 1, "t", "m"), Annotation("notice", "a.md", 2, 1, "t", "m"),
+             Annotation("notice", "a.md", 3, 1, "t", "m")]
+    assert step_summary(found).splitlines()[0] == "### notevault: 1 error, 0 warnings, 2 notices"

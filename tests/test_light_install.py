@@ -93,8 +93,8 @@ def test_everything_that_runs_no_block_works_without_torch(light_path, sample_va
         assert (args[0], done.returncode) == (args[0], 0), done.stderr
         assert "Traceback" not in done.stderr and "error" not in done.stderr
     assert {p: p.read_bytes() for p in notes} == notes  # the run found every result current
-    assert sorted(p.name for p in (sample_vault / "scripts").iterdir()) == sorted(
-        p.with_suffix(".py").name for p in notes)
+    assert sorted(p.name for p in (sample_vault / "scripts" / "vault").iterdir()) == sorted(
+        p.with_suffix(".py").name for p in notes)  # under --out, each note's vault path
     done = light(light_path, sample_vault, "clean", "vault")
     assert (done.returncode, done.stderr) == (0, "")
     assert not any("notevault id=" in p.read_text(encoding="utf-8") for p in notes)

@@ -150,7 +150,7 @@ def test_output_file_and_text_summary(small_vault, capsys):
         out.splitlines()[-1],
     ]
     assert out.splitlines()[-1].startswith(
-        "2 notes · 3 blocks: 1 passed, 1 failed, 0 skipped, 1 stale (3 cached) · lint: 1 errors, 0 warnings, 0 info")
+        "2 notes · 3 blocks: 1 passed, 1 failed, 0 skipped, 1 stale (3 cached) · lint: 1 error, 0 warnings, 0 info · ")
 
 
 def _notes_for_progress():
@@ -206,3 +206,72 @@ def test_progress_bar_on_a_terminal_counts_notes_blocks_and_failures():
     plain = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen)
     assert "1/2 notes · 2 blocks" in plain
     assert "2/2 notes · 3 blocks · 1 failed" in plain
+
+
+def test_progress_bar_shows_a_status_until_the_first_note_is_done():
+    from notevault.report import STARTING, ProgressDisplay
+
+    master, replica = os.openpty()
+    with os.fdopen(replica, "w") as stream:
+        with ProgressDisplay(2, stream=stream) as progress:
+            progress.status(STARTING)
+            progress.bar.refresh()
+        stream.flush()
+        screen = _drain(master)  # once the bar stopped: it redraws itself while running
+        with ProgressDisplay(2, stream=stream) as progress:
+            progress.status(STARTING)
+            progress.note_done(_notes_for_progress()[0])
+            status = progress.bar.tasks[0].fields["status"]
+        stream.flush()
+        _drain(master)
+    os.close(master)
+    assert "0/2 notes · starting workers (importing torch)…" in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen)
+    assert status == "2 blocks"
+
+
+def _table(report) -> str:
+    from rich.console import Console
+
+    from notevault.report import print_terminal
+
+    console = Console(record=True, width=120, color_system=None)
+    print_terminal(report, console)
+    return console.export_text()
+
+
+def test_terminal_table_has_a_title_and_names_lint_counts_as_lint():
+    from notevault.findings import Finding
+    from notevault.results import Report
+
+    notes = _notes_for_progress()[:1]
+    notes[0].lint = [Finding("bad-tag", "warning", 9, 1, "bad tag")]
+    linted = _table(Report(notes, 1.5, linted=True)).splitlines()
+    assert linted[0] == "a.md:9:1: warning: bad tag [bad-tag]"
+    assert linted[1].strip() == "notevault · 1 note"
+    assert re.split(r"\s*┃\s*", linted[2]) == ["blocks", "passed", "failed", "skipped", "stale", "cached",
+                                               "lint errors", "lint warnings", "seconds"]
+    assert re.split(r"\s*│\s*", linted[4].strip()) == ["2", "2", "0", "0", "0", "1", "0", "1", "1.50"]
+    ran = _table(Report(notes, 1.5, linted=False)).splitlines()
+    assert re.split(r"\s*┃\s*", ran[2]) == ["blocks", "passed", "failed", "skipped", "stale", "cached", "problems",
+                                            "seconds"]
+    assert re.split(r"\s*│\s*", ran[4].strip()) == ["2", "2", "0", "0", "0", "1", "1", "1.50"]
+
+
+def test_listings_render_as_text_and_json():
+    from notevault.formula import FormulaInfo, NoteFormulas
+    from notevault.report import render_cleaned, render_formulas, render_tangled
+    from notevault.tangle import Tangled
+    from notevault.writer import Cleaned
+
+    cleaned = [Cleaned("a.md", 1, 2), Cleaned("b.md", 0, 0, ("b.md is read-only: not cleaned",))]
+    assert render_cleaned(cleaned, "text") == ("cleaned a.md (1 result, 2 figures removed)\n"
+                                               "warning: b.md is read-only: not cleaned\n")
+    assert json.loads(render_cleaned(cleaned, "json"))["notes"][1] == {
+        "path": "b.md", "results_removed": 0, "figures_removed": 0, "warnings": ["b.md is read-only: not cleaned"]}
+    tangled = [Tangled("a.md", "a.py"), Tangled("b.md", "b.py", "not written: mine")]
+    assert render_tangled(tangled, "text") == "a.py\nb.py: error: not written: mine\n"
+    formulas = [NoteFormulas("a.md", (FormulaInfo("bn", 3, "y = 2 x", True, ("y", "x"), None),
+                                      FormulaInfo(None, 7, "a = \\int f", False, (), "integral \\int")))]
+    assert render_formulas(formulas, "text") == ("a.md:3: ^bn y = 2 x  [binds y, x]\n"
+                                                 "a.md:7: - a = \\int f  [not evaluable: integral \\int]\n"
+                                                 "2 formulas, 1 evaluable\n")

@@ -510,7 +510,7 @@ def test_clean_reports_what_it_removed_as_text_or_json(tmp_path, capsys, monkeyp
     capsys.readouterr()
     assert main(["clean", "v", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "version": 1, "notes": [{"path": "v/n.md", "results_removed": 2, "figures_removed": 1}]}
+        "version": 1, "notes": [{"path": "v/n.md", "results_removed": 2, "figures_removed": 1, "warnings": []}]}
     assert (root / "n.md").read_text() == note
     run_vault(root)
     capsys.readouterr()
