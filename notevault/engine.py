@@ -150,6 +150,8 @@ class _Run:
             report.warnings += done.warnings
             report.seen = done.seen
             report.blocks = self._as_written(plan, done)
+            if done.note is plan.note:  # the lines of the note as written
+                report.lint = [replace(f, line=done.moved(f.line)) for f in report.lint]
             source, figure_names = done.source or source, done.figures
             if done.note is not plan.note:
                 source = None  # changed during the run: what was written is not what was planned
@@ -298,7 +300,8 @@ def _run_blocks(run: _Run, scope: list[NotePlan]) -> None:
         planned = jobs[job][1][task]
         if jobs[job][0].tasks[task].replay:
             return
-        run.planner.cache.put(run.planner.cache_key(planned), result)
+        if options.remember:
+            run.planner.cache.put(run.planner.cache_key(planned), result)
         planned.result, planned.origin = result, "run"
         run.waiting[planned.note.rel] -= 1
         if run.waiting[planned.note.rel] == 0:

@@ -20,6 +20,7 @@ class RunOptions:
     write: bool = True  # run writes results back; check does not
     lint: bool = False  # check also lints
     frozen: bool = False  # check --frozen: run nothing, compare stored results with the blocks
+    remember: bool = True  # keep results in .notevault/ (pytest --notevault leaves the vault as it was)
 
 
 @lru_cache(maxsize=1)

@@ -359,7 +359,7 @@ class Planner:
             base = BlockResult(id=block.id, line=block.span.line, kind=block.tag.kind, status="stale",
                                hash=planned.hash, cached=True)
             if stale is not None:
-                results.append(replace(base, error=stale))
+                results.append(replace(base, cached=False, error=stale))  # nothing stored holds for it
                 continue
             stored = block.result
             error = None if stored.status == "passed" else stored.error or f"stored result is {stored.status}"

@@ -115,7 +115,7 @@ class NoteFile(pytest.File):
     def _run(self) -> list[BlockResult]:
         from .engine import RunOptions, execute
 
-        report = execute(self.vault, [self.path], RunOptions(write=False))
+        report = execute(self.vault, [self.path], RunOptions(write=False, remember=False))
         shown = display_path(self.path)
         return next((n.blocks for n in report.notes if n.path == shown), [])
 

@@ -101,10 +101,11 @@ def note_answer(note: NoteReport) -> dict:
 
 
 def report_from_answer(path: str, answer: dict) -> NoteReport:
-    """A note's report rebuilt from the index, every block marked as coming from what was stored."""
+    """A note's report rebuilt from the index, every block but a stale one marked as coming from what was stored."""
     blocks = []
     for block_id, line, kind, status, block_hash, device, seconds, error, formula in answer["blocks"]:
-        blocks.append(BlockResult(id=block_id, line=line, kind=kind, status=status, hash=block_hash, cached=True,
+        blocks.append(BlockResult(id=block_id, line=line, kind=kind, status=status, hash=block_hash,
+                                  cached=status != "stale",
                                   device=device, seconds=seconds, error=error,
                                   formula=FormulaResult(*formula) if formula else None))
     return NoteReport(path, blocks, [Finding(*f) for f in answer["lint"]])

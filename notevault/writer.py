@@ -50,6 +50,7 @@ class Spliced:
     results: dict[int, BlockResult] = field(default_factory=dict)  # block number -> result as written
     figures: dict[str, bytes] = field(default_factory=dict)  # figure files to write
     replaced: list[ResultCallout] = field(default_factory=list)  # callouts replaced or removed
+    moved: Callable[[int], int] = lambda line: line  # 0-based line of the note -> its line in ``text``
 
 
 def terminal_text(text: str) -> str:
@@ -170,6 +171,7 @@ def splice(note: Note, placements: dict[int, Placement], layout: Layout, *,
     pieces.append(note.text[done:])
     spliced.text = (BOM if note.bom else "") + "".join(pieces)
     spliced.lines = {n: moved(block.span.start) + 1 for n, block in enumerate(note.blocks)}
+    spliced.moved = moved
     return spliced
 
 
@@ -244,6 +246,7 @@ class WriteBack:
     seen: str | None = None  # sha256 of the note's bytes as this left them
     source: Source | None = None  # the note as written (None: not written)
     figures: tuple[str, ...] = ()  # the figure files the note's result callouts embed as it was left
+    moved: Callable[[int], int] = lambda line: line  # 1-based line of the planned note -> its line as written
 
 
 Placer = Callable[[Note], tuple[dict[int, Placement], list[str]]]  # note -> placements, warnings
@@ -270,6 +273,7 @@ def write_back(vault: Vault, path: Path, rel: str, planned: Note, place: Placer,
         orphans = tuple(r for r in note.orphans if r.intact)
         spliced = splice(note, placements, layout, remove=orphans)
         outcome.lines, outcome.results, outcome.note = spliced.lines, spliced.results, note
+        outcome.moved = lambda line, moved=spliced.moved: moved(line - 1) + 1
         outcome.warnings = warnings + _edited_warnings(spliced.replaced, path)
         outcome.figures = _embedded(note, placements)
         if spliced.text == note.raw():

@@ -92,7 +92,7 @@ def test_run_check_lint_clean_formulas_through_main(tmp_path, capsys, monkeypatc
     status, out, _ = run_main(capsys, "check", "--frozen", "v")
     assert (status, _seconds(out)) == (1, "v/n.md:4:1: error: block L4 stale: no stored result: run `notevault run` "
                                           "and commit the note\n1 note · 1 block: 0 passed, 0 failed, 0 skipped, 1 "
-                                          "stale (1 cached) · lint: 0 errors, 0 warnings, 0 info · S s\n")
+                                          "stale (0 cached) · lint: 0 errors, 0 warnings, 0 info · S s\n")
     status, out, _ = run_main(capsys, "run", "v")
     assert (status, _seconds(out)) == (0, "1 note · 1 block: 1 passed, 0 failed, 0 skipped (0 cached) · S s\n")
     status, out, _ = run_main(capsys, "check", "--frozen", "v")

@@ -237,3 +237,14 @@ def test_the_cli_process_never_imports_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "0 False"
     assert "2.0" in (root / "n.md").read_text()
+
+
+def test_problems_found_while_planning_name_the_lines_of_the_note_as_written(tmp_path):
+    note = fence("print(1)") + fence("print(2)", "python run timeout=soon")
+    root = make_vault(tmp_path, {"n.md": note})
+    report = execute(Vault(root), [root], RunOptions())
+    (finding,) = report.notes[0].lint
+    failed = report.notes[0].blocks[1]
+    lines = (root / "n.md").read_text().split("\n")
+    assert finding.rule == "bad-tag" and finding.line == failed.line
+    assert lines[finding.line - 1] == "```python run timeout=soon"  # below the first block's new callout

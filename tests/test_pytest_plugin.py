@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import torch  # here, not in a test: pytester removes modules a test imported, and torch cannot be imported twice
 from conftest import REPO
 
 from notevault.cli import main
@@ -49,8 +50,6 @@ def make_vault(pytester, files: dict[str, str | bytes]):
 def test_blocks_are_test_items(pytester):
     make_vault(pytester, {"note.md": NOTE, "plain.md": "no blocks here\n"})
     result = pytester.runpytest_subprocess("--notevault", "vault", "-rA")
-    import torch
-
     # the blocks, and a passing lint item for each note
     outcome = {"passed": 3, "failed": 1, "skipped": 1}
     if torch.cuda.is_available():

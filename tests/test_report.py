@@ -150,7 +150,7 @@ def test_output_file_and_text_summary(small_vault, capsys):
         out.splitlines()[-1],
     ]
     assert out.splitlines()[-1].startswith(
-        "2 notes · 3 blocks: 1 passed, 1 failed, 0 skipped, 1 stale (3 cached) · lint: 1 error, 0 warnings, 0 info · ")
+        "2 notes · 3 blocks: 1 passed, 1 failed, 0 skipped, 1 stale (2 cached) · lint: 1 error, 0 warnings, 0 info · ")
 
 
 def _notes_for_progress():
