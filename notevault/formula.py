@@ -1,656 +1,78 @@
-"""Formula checks: the note's own LaTeX parsed and evaluated on torch tensors (SPEC §3).
+"""Formula checks: a display formula, read by notevault.latex, evaluated on the check block's tensors (SPEC §3).
 
-FINDINGS: sympy's LaTeX readers silently misread ML notation (``\\gamma`` as Euler's constant, ``\\log`` in base
-10, ``QK^T`` without the transpose, ``x^{(i)}`` as a power). A silent misread is worse than an error, so this
-module reads the notation these notes use with a small recursive-descent parser and evaluates it straight into
-torch; anything else is an error that names the construct.
-
-Naming rule (how a LaTeX symbol becomes the python name a check block binds):
-- Greek letters by name: ``\\mu`` → ``mu``; ``\\varepsilon`` → ``varepsilon``, else ``epsilon``, else ``eps``.
-- Accents become suffixes: ``\\hat{x}`` → ``x_hat``, ``\\bar{x}`` → ``x_bar``, ``\\tilde``/``\\widetilde`` → ``_tilde``.
-- Subscripts are joined with ``_``: ``\\mu_B`` → ``mu_B``, ``\\hat{m}_t`` → ``m_hat_t``, ``W_{q}`` → ``W_q``;
-  ``_{t-1}`` → ``_prev`` and ``_{t+1}`` → ``_next`` (``m_{t-1}`` → ``m_prev``); ``\\text{Var}_i`` → ``Var_i``.
-- Font commands are transparent: ``\\mathbf{x}`` → ``x``.
-- A prime is ``_prime``: ``G'`` → ``G_prime``.
-Inside ``\\sum_{i=1}^{m}`` (and ``\\prod``) a subscript or ``^{(i)}`` naming the index selects along dim 0
-(outside such a sum, ``\\hat{x}^{(i)}`` means every sample at once):
-``x^{(i)}`` → ``x[i-1]``, ``A_{ij}`` → ``A[i-1, j-1]``. A sum without bounds (``\\sum_j e^{z_j}``, ``\\sum_x P(x)``)
-reduces the last dimension; a free single-letter subscript reads elementwise (``z_i`` → ``z`` when ``z_i`` is unbound).
-``^T`` is a transpose (of the last two dims); ``\\mathbb{E}[X]`` is the mean over dim 0; ``\\log`` is natural.
+What a note author relies on (README, "Formula checks and the naming rule"):
+- Names follow notevault.latex's naming rule. ``e`` is Euler's number, ``\\pi`` is π unless the block binds ``pi``
+  (a policy in RL notes), and built-in functions (``\\exp``, ``\\mathrm{erf}``, ``\\mathrm{ReLU}`` …) need no
+  binding; ``\\sigma(…)`` is the logistic sigmoid unless ``sigma`` is bound to a function.
+- Indices work like einsum. An index labels dimensions of the tensors it subscripts: the last ones (``z_i`` of a
+  batch of shape [B, n] is a component), or the first ones when only those agree with its other occurrences
+  (``v_j`` of a matrix of row vectors); ``x^{(i)}`` labels the first dimension and a list is indexed by item. A
+  sum runs over its bounds, or without bounds over the whole dimension; a free index runs over the dimension it
+  labels on both sides. An index that fits nothing, or labels dimensions of different lengths, is an error.
+- Tolerance: |formula − reference| ≤ atol · max|reference| + rtol · |reference|, elementwise. Both parts are
+  relative to the reference's magnitude, so a likelihood 98% off, or ``L = 0`` against 3e-8, fails.
+- Derivatives (``\\partial``, ``d``, ``\\nabla``, ``f'``) are evaluated with torch.autograd: through the block's
+  own graph when the numerator was computed from the variable with requires_grad, else on the formula's own
+  expression of it.
+The formula is evaluated in float64, so only the reference's own rounding counts. torch is imported inside the
+functions: the CLI imports this module for ``notevault formulas`` without torch.
 """
 
 from __future__ import annotations
 
-import re
+import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
-    "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
-    "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega",
-}
-ACCENTS = {"hat": "hat", "widehat": "hat", "bar": "bar", "overline": "bar", "tilde": "tilde",
-           "widetilde": "tilde", "vec": "vec", "dot": "dot"}
-FONTS = {"mathbf", "boldsymbol", "mathit", "bm", "mathsf", "mathtt"}  # transparent: \mathbf{x} is x
-SPACES = {",", ";", ":", "!", "quad", "qquad", " ", "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr",
-          "Bigl", "Bigr", "displaystyle", "limits"}
-FUNCTIONS = {
-    "exp": "exp", "log": "log", "ln": "log", "sin": "sin", "cos": "cos", "tanh": "tanh", "sqrt": "sqrt",
-    "softmax": "softmax", "sigmoid": "sigmoid", "relu": "relu", "max": "max", "min": "min", "mean": "mean",
-    "abs": "abs", "sign": "sign", "tanh'": "tanh",
-}
-UNSUPPORTED = {
-    "int": "integral \\int", "partial": "partial derivative \\partial", "nabla": "gradient \\nabla",
-    "arg": "\\arg max/min", "mathcal": "\\mathcal", "sim": "\\sim (a distribution)", "setminus": "set difference",
-    "cup": "set union", "cap": "set intersection", "langle": "inner product \\langle…\\rangle",
-    "cdots": "ellipsis \\cdots", "dots": "ellipsis \\dots", "ldots": "ellipsis \\ldots", "vdots": "ellipsis",
-    "begin": "environment", "underset": "\\underset", "approx": "\\approx", "mid": "conditional \\mid",
-    "leq": "inequality", "geq": "inequality", "le": "inequality", "ge": "inequality", "neq": "inequality",
-    "in": "set membership \\in", "to": "limit \\to", "infty": "infinity", "lim": "limit", "mathbb": "\\mathbb",
-}
-# A run of three or more letters is one name ("Attention", "Loss"); shorter runs are juxtaposed symbols ("QK").
-# \text{…}-like commands are one token with their words, so "\text{Effective learning rate}" keeps its spaces.
-TEXT_COMMAND = re.compile(r"^\\(?P<command>text|mathrm|operatorname|textrm|textit|textbf)\{(?P<text>[^{}]*)\}$")
-TOKEN = re.compile(
-    r"\\(?:text|mathrm|operatorname|textrm|textit|textbf)\{[^{}]*\}|\\[A-Za-z]+|\\.|[A-Za-z]{3,}|[A-Za-z]"
-    r"|\d+(?:\.\d+)?|\S"
+from .latex import (
+    Abs,
+    Apply,
+    BinOp,
+    Call,
+    Compare,
+    Concat,
+    Const,
+    Deriv,
+    Equation,
+    Formula,
+    IndexExpr,
+    IndexValue,
+    Indicator,
+    Inner,
+    LatexError,
+    Logical,
+    Matrix,
+    Mean,
+    Neg,
+    Node,
+    Norm,
+    Num,
+    Piecewise,
+    Pow,
+    Prime,
+    Reduce,
+    Subscripted,
+    Sym,
+    Transpose,
+    definitions,
+    parse_formula,
+    symbols,
+    walk,
 )
-ARGUMENT_SEPARATORS = (",", "\\|", "|", ";")
 
+__all__ = ["FormulaError", "Outcome", "FormulaInfo", "check_formula", "describe", "list_formulas"]
 
-class FormulaError(Exception):
-    """The formula cannot be evaluated: names the LaTeX construct or the missing binding."""
+CANDIDATES = {  # a Greek letter the block may bind under a usual alternative name
+    "varepsilon": ("varepsilon", "epsilon", "eps"), "epsilon": ("epsilon", "eps", "varepsilon"),
+    "lambda_": ("lambda_", "lam", "lmbda"),
+}
+MAX_JACOBIAN = 4096  # numerator entries differentiated one by one for an indexed derivative
 
 
-# The expression tree -------------------------------------------------------------------------------------------
+class FormulaError(LatexError):
+    """The formula cannot be evaluated on these bindings; the message names the LaTeX construct."""
 
-@dataclass(frozen=True)
-class Num:
-    value: float
-
-
-@dataclass(frozen=True)
-class Sym:
-    base: str  # python name without subscript: "m_hat"
-    sub: tuple[str, ...] = ()  # subscript parts: ("t",) or ("i", "j")
-    sample: str | None = None  # x^{(i)}
-    latex: str = ""
-
-    def name(self) -> str:
-        return "_".join((self.base, *self.sub)) if self.sub else self.base
-
-
-@dataclass(frozen=True)
-class Op:
-    op: str  # + - * / pow matmul-or-mul odot neg transpose
-    args: tuple
-
-
-@dataclass(frozen=True)
-class Call:
-    func: str  # a known function, or a bound name applied to arguments
-    args: tuple
-    sym: Sym | None = None
-
-
-@dataclass(frozen=True)
-class Reduce:
-    kind: str  # sum | prod
-    index: str
-    lower: object | None
-    upper: object | None
-    body: object
-
-
-@dataclass(frozen=True)
-class Norm:
-    arg: object
-    p: object | None
-
-
-@dataclass(frozen=True)
-class Equation:
-    lhs: object
-    rhs: tuple
-    latex: str
-
-
-# The parser ----------------------------------------------------------------------------------------------------
-
-class _Parser:
-    def __init__(self, latex: str) -> None:
-        self.tokens = [t for t in TOKEN.findall(latex) if t[1:] not in SPACES or not t.startswith("\\")]
-        self.pos = 0
-        self.in_arguments = 0  # inside f(…): "\|" and "|" separate arguments (P \| Q, p(x | θ))
-
-    def peek(self, ahead: int = 0) -> str | None:
-        at = self.pos + ahead
-        return self.tokens[at] if at < len(self.tokens) else None
-
-    def take(self, expected: str | None = None) -> str:
-        token = self.peek()
-        if token is None or (expected is not None and token != expected):
-            raise FormulaError(f"expected {expected or 'more'} but found {token or 'the end'}")
-        self.pos += 1
-        return token
-
-    def group_text(self) -> str:
-        """The raw tokens of a ``{…}`` group (or a single token) as text."""
-        if self.peek() != "{":
-            return self.take()
-        self.take("{")
-        depth, parts = 1, []
-        while True:
-            token = self.take()
-            depth += token == "{"
-            depth -= token == "}"
-            if depth == 0:
-                return "".join(parts)
-            parts.append(token)
-
-    def group(self):
-        if self.peek() == "{":
-            self.take("{")
-            node = self.expr()
-            self.take("}")
-            return node
-        return self.atom()
-
-    def expr(self):
-        node = self.term()
-        while self.peek() in ("+", "-"):
-            op = self.take()
-            node = Op(op, (node, self.term()))
-        return node
-
-    def term(self):
-        node = self.unary()
-        while True:
-            token = self.peek()
-            if token in ("\\cdot", "\\times", "*"):
-                self.take()
-                node = Op("mul", (node, self.unary()))
-            elif token == "/":
-                self.take()
-                node = Op("/", (node, self.unary()))
-            elif token == "\\odot":
-                self.take()
-                node = Op("odot", (node, self.unary()))
-            elif token is not None and self._starts_atom(token):
-                node = Op("mul", (node, self.postfix()))
-            else:
-                return node
-
-    def _starts_atom(self, token: str) -> bool:
-        """Can this token begin a factor multiplied by juxtaposition (``QK``, ``2x``, ``\\gamma \\hat{x}``)?"""
-        if token == "\\|":
-            return not self.in_arguments
-        if token in ("(", "{") or re.match(r"^[A-Za-z0-9]", token):
-            return True
-        return token.startswith("\\") and token not in ("\\cdot", "\\times", "\\odot", "\\\\")
-
-    def unary(self):
-        if self.peek() == "-":
-            self.take()
-            return Op("neg", (self.unary(),))
-        if self.peek() == "+":
-            self.take()
-        return self.postfix()
-
-    def postfix(self):
-        node = self.atom()
-        while self.peek() in ("^", "_", "'"):
-            token = self.take()
-            if token == "'":
-                node = _rename(node, "prime")
-            elif token == "_":
-                node = _subscript(node, self.group_text())
-            else:
-                node = self._power(node)
-        if isinstance(node, Sym) and self.peek() == "(":  # f(x), P(x), \sigma(z), f_t(\theta_t)
-            return Call("apply", self._arguments(), node)
-        return node
-
-    def _is_transpose(self) -> bool:
-        if self.peek() in ("T", "\\top"):
-            return True
-        return self.peek() == "{" and self.peek(1) in ("T", "\\top") and self.peek(2) == "}"
-
-    def _power(self, node):
-        if self.peek() == "*":  # \theta^*: an optimum, named theta_star
-            self.take()
-            return _label(node, "star")
-        if self._is_transpose():
-            self.group_text()
-            return Op("transpose", (node,))
-        if self.peek() == "{" and (self.peek(1) == "(" or (self.peek(2) == "(" and self.peek(1).isdigit())):
-            text = self.group_text()
-            match = re.fullmatch(r"(\d*)\((\w+)\)", text)  # x^{(i)}: sample i; \sigma^{2(k)}: its square
-            if match and isinstance(node, Sym):
-                sample = Sym(node.base, node.sub, match.group(2), node.latex)
-                return Op("pow", (sample, Num(float(match.group(1))))) if match.group(1) else sample
-            raise FormulaError(f"superscript {{{text}}}")
-        if self.peek() == "{" and self.peek(2) == "}" and TEXT_COMMAND.match(self.peek(1) or ""):
-            label = TEXT_COMMAND.match(self.group_text())["text"]
-            return _label(node, re.sub(r"[ -]+", "_", label.strip()))  # \mu_B^{\text{global}}: a label
-        exponent = self.group()
-        if isinstance(node, Sym) and isinstance(exponent, Sym) and self.peek() == "(":
-            return _label(node, exponent.name())  # V^\theta(s): a superscripted name applied, not a power
-        return Op("pow", (node, exponent))
-
-    def atom(self):
-        token = self.take()
-        if token in ("(", "["):
-            closing = ")" if token == "(" else "]"
-            items = [self.expr()]
-            while self.peek() == ",":
-                self.take()
-                items.append(self.expr())
-            self.take(closing)
-            return items[0] if len(items) == 1 else Op("stack", tuple(items))
-        if token == "{":
-            node = self.expr()
-            self.take("}")
-            return node
-        if token == "\\|":
-            inner = self.expr()
-            self.take("\\|")
-            p = None
-            if self.peek() == "_":
-                self.take()
-                p = self.group()
-            return Norm(inner, p)
-        if re.fullmatch(r"\d+(?:\.\d+)?", token):
-            return Num(float(token))
-        if re.fullmatch(r"[A-Za-z]+", token):
-            return Sym(token, latex=token)
-        if TEXT_COMMAND.match(token):
-            return self._text(token)
-        if token.startswith("\\"):
-            return self._command(token[1:])
-        raise FormulaError(f"unexpected '{token}'")
-
-    def _text(self, token: str):
-        """``\\text{softmax}(…)`` is a function; ``\\text{Var}``, ``\\mathrm{TD-Error}`` are names."""
-        match = TEXT_COMMAND.match(token)
-        text = match["text"].strip()
-        if text.lower() in FUNCTIONS and self.peek() in ("(", "{"):
-            return Call(FUNCTIONS[text.lower()], self._arguments())
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(?:[ -][A-Za-z0-9]+)*", text):
-            raise FormulaError(f"\\{match['command']}{{{text}}} is not a symbol or a known function")
-        return Sym(re.sub(r"[ -]+", "_", text), latex=token)
-
-    def _command(self, name: str):
-        if name == "frac":
-            return Op("/", (self.group(), self.group()))
-        if name == "sqrt":
-            if self.peek() == "[":
-                self.take("[")
-                root = self.expr()
-                self.take("]")
-                return Op("pow", (self.group(), Op("/", (Num(1.0), root))))
-            return Call("sqrt", (self.group(),))
-        if name in ("sum", "prod"):
-            return self._reduce(name)
-        if name in GREEK:
-            return Sym(name, latex="\\" + name)
-        if name in ACCENTS:
-            inner = self.group()
-            return _rename(inner, ACCENTS[name])
-        if name == "mathbb":
-            letter = self.group_text()
-            if letter == "E":
-                if self.peek() == "_":
-                    raise FormulaError("\\mathbb{E}_{…}: an expectation over a distribution")
-                self.take("[") if self.peek() == "[" else None
-                inner = self.expr()
-                self.take("]")
-                return Call("expectation", (inner,))
-            raise FormulaError(f"\\mathbb{{{letter}}}")
-        if name in FONTS:
-            return self.group()
-        if name in FUNCTIONS:
-            if self.peek() == "_":  # \max_i …
-                raise FormulaError(f"\\{name} with a subscript")
-            if self.peek() in ("(", "["):
-                return Call(FUNCTIONS[name], self._arguments())
-            return Call(FUNCTIONS[name], (self.postfix(),))
-        if name in UNSUPPORTED:
-            raise FormulaError(UNSUPPORTED[name])
-        raise FormulaError(f"\\{name}")
-
-    def _arguments(self) -> tuple:
-        opening = self.take()
-        closing = {"(": ")", "[": "]", "{": "}"}[opening]
-        self.in_arguments += 1
-        args = [self.expr()]
-        while self.peek() in ARGUMENT_SEPARATORS:
-            self.take()
-            args.append(self.expr())
-        self.in_arguments -= 1
-        self.take(closing)
-        return tuple(args)
-
-    def _reduce(self, kind: str):
-        if self.peek() != "_":
-            raise FormulaError(f"\\{kind} without an index")
-        self.take("_")
-        text = self.group_text()
-        match = re.fullmatch(r"([A-Za-z])(?:=(.+))?", text)
-        if not match:
-            raise FormulaError(f"\\{kind}_{{{text}}}")
-        index, lower, upper = match.group(1), None, None
-        if match.group(2) is not None:
-            lower = _Parser(match.group(2)).whole()
-        if self.peek() == "^":
-            self.take("^")
-            upper = self.group()
-        body = self.term()
-        return Reduce(kind, index, lower, upper, body)
-
-    def whole(self):
-        node = self.expr()
-        if self.peek() is not None:
-            raise FormulaError(f"'{self.peek()}' where the expression should end")
-        return node
-
-
-def _rename(node, suffix: str):
-    if isinstance(node, Sym):
-        return Sym(f"{node.base}_{suffix}", node.sub, node.sample, node.latex)
-    if isinstance(node, Call) and node.sym is not None:
-        return Call(node.func, node.args, _rename(node.sym, suffix))
-    raise FormulaError(f"an accent on something that is not a symbol ({suffix})")
-
-
-def _label(node, label: str):
-    """A superscript that names rather than raises: ``\\mu_B^{\\text{global}}`` → ``mu_B_global``."""
-    if isinstance(node, Sym):
-        return Sym(node.base, node.sub + (label,), node.sample, node.latex)
-    return _rename(node, label)
-
-
-def _subscript(node, text: str):
-    if not isinstance(node, Sym):
-        if isinstance(node, Call) and node.sym is not None:
-            return Call(node.func, node.args, _subscript(node.sym, text))
-        if re.fullmatch(r"\{?[a-z]\}?", text):
-            return node  # softmax(z)_i: a free component index, read elementwise
-        raise FormulaError(f"subscript _{{{text}}} on an expression")
-    clean = re.sub(r"\\(?:text|mathrm|mathbf)|[{} ]", "", text)
-    parts = tuple(_subscript_part(part) for part in clean.split(","))
-    return Sym(node.base, node.sub + parts, node.sample, node.latex)
-
-
-def _subscript_part(part: str) -> str:
-    """``t-1`` → ``prev``, ``t+1`` → ``next``, ``t+2`` → ``t_plus_2``, ``non-robust`` → ``non_robust``."""
-    if re.fullmatch(r"[A-Za-z]-1", part):
-        return "prev"
-    if re.fullmatch(r"[A-Za-z]\+1", part):
-        return "next"
-    match = re.fullmatch(r"([A-Za-z])([+-])(\d+)", part)
-    if match:
-        return f"{match[1]}_{'plus' if match[2] == '+' else 'minus'}_{match[3]}"
-    if re.fullmatch(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*", part):
-        return part.replace("-", "_")
-    raise FormulaError(f"subscript _{{{part}}}")
-
-
-# Splitting a display formula into equations -------------------------------------------------------------------
-
-def equations(latex: str) -> list[str]:
-    """The ``LHS = RHS`` equations in a display formula: aligned lines, ``, \\quad``-separated pairs."""
-    text = latex.strip()
-    aligned = re.fullmatch(r"\\begin\{(aligned|align\*?|split|gathered)\}(.*)\\end\{\1\}", text, re.S)
-    lines = re.split(r"\\\\", aligned.group(2)) if aligned else [text]
-    result: list[str] = []
-    for line in lines:
-        if aligned:
-            cells = line.split("&")
-            line = "".join(cells[:2]) if len(cells) > 2 else "".join(cells)  # a 3rd column is a comment
-        for part in re.split(r",\s*\\q?quad", line):
-            part = part.strip().rstrip(",.").strip()
-            if not part:
-                continue
-            if part.startswith("=") and result:
-                lhs = result[-1].split("=", 1)[0]
-                part = lhs + part
-            result.append(part)
-    return result
-
-
-def split_sides(equation: str) -> list[str]:
-    """Split at top-level ``=`` signs."""
-    sides, depth, current = [], 0, []
-    for token in TOKEN.findall(equation):
-        depth += token in ("{", "(", "[")
-        depth -= token in ("}", ")", "]")
-        if token == "=" and depth == 0:
-            sides.append("".join(_spaced(current)))
-            current = []
-        else:
-            current.append(token)
-    sides.append("".join(_spaced(current)))
-    return sides
-
-
-def _spaced(tokens: list[str]) -> list[str]:
-    # Re-joining tokens must not glue a command to the next letter: "\mu x" must not become "\mux".
-    out = []
-    for token in tokens:
-        if out and out[-1].startswith("\\") and out[-1][1:].isalpha() and token[:1].isalpha():
-            out.append(" ")
-        out.append(token)
-    return out
-
-
-def parse_equation(equation: str) -> Equation:
-    sides = split_sides(equation)
-    if len(sides) < 2:
-        raise FormulaError("not an equation (no '=')")
-    lhs = _Parser(sides[0]).whole()
-    rhs = tuple(_Parser(side).whole() for side in sides[1:])
-    return Equation(lhs, rhs, equation)
-
-
-def symbols(node, found: list[str] | None = None, bound: frozenset[str] = frozenset()) -> list[str]:
-    """The python names an expression needs, in reading order."""
-    found = [] if found is None else found
-    if isinstance(node, Sym):
-        name = node.base if set(node.sub) & bound else node.name()
-        if name not in found and node.base not in bound:
-            found.append(name)
-    elif isinstance(node, Op):
-        for arg in node.args:
-            symbols(arg, found, bound)
-    elif isinstance(node, Call):
-        if node.sym is not None:
-            symbols(node.sym, found, bound)
-        for arg in node.args:
-            symbols(arg, found, bound)
-    elif isinstance(node, Reduce):
-        for part in (node.lower, node.upper):
-            if part is not None:
-                symbols(part, found, bound)
-        symbols(node.body, found, bound | {node.index})
-    elif isinstance(node, Norm):
-        symbols(node.arg, found, bound)
-    elif isinstance(node, Equation):
-        symbols(node.lhs, found, bound)
-        for side in node.rhs:
-            symbols(side, found, bound)
-    return found
-
-
-# Evaluation ----------------------------------------------------------------------------------------------------
-
-CANDIDATES = {"varepsilon": ("varepsilon", "epsilon", "eps"), "epsilon": ("epsilon", "eps", "varepsilon")}
-
-
-@dataclass
-class _Scope:
-    namespace: dict
-    indices: dict[str, int] = field(default_factory=dict)
-    reduced: dict[str, bool] = field(default_factory=dict)  # \sum_x without bounds: whole-dimension
-
-
-def _lookup(sym: Sym, scope: _Scope):
-    import torch
-
-    index_parts, name_parts = [], []
-    for part in sym.sub:
-        if part in scope.reduced:
-            continue  # x_i under \sum_i without bounds: the whole dimension
-        if part and all(letter in scope.indices for letter in part):
-            index_parts.extend(part)  # A_{ij} inside sums over i and j
-        else:
-            name_parts.append(part)
-    base_name = "_".join((sym.base, *name_parts)) if name_parts else sym.base
-    if sym.base in scope.indices and not sym.sub:
-        return torch.tensor(float(scope.indices[sym.base]), dtype=torch.float64)
-    candidates = [base_name]
-    for greek, alternatives in CANDIDATES.items():
-        if base_name == greek or base_name.startswith(greek + "_"):
-            candidates = [base_name.replace(greek, alt, 1) for alt in alternatives]
-    value = next((scope.namespace[c] for c in candidates if c in scope.namespace), None)
-    parts = list(name_parts)
-    while value is None and parts and len(parts[-1]) == 1 and parts[-1].islower():
-        # z_i with i free (not a bound sum index): the whole tensor, elementwise ("softmax(z)_i = …")
-        parts.pop()
-        value = scope.namespace.get("_".join((sym.base, *parts)))
-    if value is None:
-        raise FormulaError(f"missing binding: {sym.latex or sym.base} needs the python name '{candidates[0]}'")
-    value = _as_tensor(value)
-    selectors = list(index_parts)
-    if sym.sample is not None and sym.sample in scope.indices:
-        selectors.insert(0, sym.sample)  # outside a sum over it, x^{(i)} reads the whole batch, elementwise
-    if selectors:
-        value = value[tuple(scope.indices[s] - 1 for s in selectors)]
-    return value
-
-
-def _as_tensor(value):
-    import torch
-
-    if callable(value) and not isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.tensor(float(value), dtype=torch.float64)  # as_tensor would round 0.999 to float32
-    tensor = torch.as_tensor(value)
-    if tensor.is_floating_point() and tensor.dtype != torch.float64:
-        tensor = tensor.to(torch.float64)  # evaluate the formula in float64: its own rounding stays out
-    elif not tensor.is_floating_point() and not tensor.is_complex():
-        tensor = tensor.to(torch.float64)
-    return tensor
-
-
-def _multiply(a, b):
-    import torch
-
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() >= 2 and b.dim() >= 2:
-        return a @ b
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() >= 2 and b.dim() == 1:
-        return a @ b
-    return a * b
-
-
-def _evaluate(node, scope: _Scope):
-    import torch
-
-    if isinstance(node, Num):
-        return torch.tensor(node.value, dtype=torch.float64)
-    if isinstance(node, Sym):
-        return _lookup(node, scope)
-    if isinstance(node, Op):
-        args = [_evaluate(a, scope) for a in node.args]
-        op = node.op
-        if op == "+":
-            return args[0] + args[1]
-        if op == "-":
-            return args[0] - args[1]
-        if op == "neg":
-            return -args[0]
-        if op == "/":
-            return args[0] / args[1]
-        if op == "odot":
-            return args[0] * args[1]
-        if op == "mul":
-            return _multiply(args[0], args[1])
-        if op == "pow":
-            return args[0] ** args[1]
-        if op == "stack":
-            return torch.stack(torch.broadcast_tensors(*args), dim=-1)
-        if op == "transpose":
-            return args[0].transpose(-2, -1) if args[0].dim() >= 2 else args[0]
-    if isinstance(node, Call):
-        return _call(node, scope)
-    if isinstance(node, Reduce):
-        return _reduce(node, scope)
-    if isinstance(node, Norm):
-        value = _evaluate(node.arg, scope)
-        p = float(_evaluate(node.p, scope)) if node.p is not None else 2.0
-        return torch.linalg.vector_norm(value, ord=p, dim=-1)
-    raise FormulaError(f"cannot evaluate {type(node).__name__}")
-
-
-def _call(node: Call, scope: _Scope):
-    import torch
-
-    if node.func == "apply":
-        if node.sym.base == "sigma" and not node.sym.sub and "sigma" not in scope.namespace and len(node.args) == 1:
-            return torch.sigmoid(_evaluate(node.args[0], scope))  # \sigma(z), no sigma bound: the logistic
-        target = _lookup(node.sym, scope)
-        if callable(target) and not isinstance(target, torch.Tensor):
-            return _as_tensor(target(*(_evaluate(a, scope) for a in node.args)))
-        if all(isinstance(a, Sym) for a in node.args):
-            return target  # P(x) with P a tensor: the function's values over its support
-        if len(node.args) == 1:
-            return _multiply(target, _evaluate(node.args[0], scope))  # \beta (1 - x): a product after all
-        raise FormulaError(f"{node.sym.latex or node.sym.base}(…) needs a callable")
-    args = [_evaluate(a, scope) for a in node.args]
-    func = node.func
-    simple = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh,
-              "sqrt": torch.sqrt, "sigmoid": torch.sigmoid, "relu": torch.relu, "abs": torch.abs,
-              "sign": torch.sign}
-    if func in simple:
-        return simple[func](args[0])
-    if func == "softmax":
-        return torch.softmax(args[0], dim=-1)
-    if func == "expectation":
-        return args[0].mean(0) if args[0].dim() else args[0]
-    if func == "mean":
-        return args[0].mean()
-    if func in ("max", "min"):
-        if len(args) == 2:
-            return torch.maximum(args[0], args[1]) if func == "max" else torch.minimum(args[0], args[1])
-        return args[0].max() if func == "max" else args[0].min()
-    raise FormulaError(f"function {func}")
-
-
-def _reduce(node: Reduce, scope: _Scope):
-    import torch
-
-    if node.lower is None:  # \sum_j e^{z_j}, \sum_x P(x) …: over the last dimension at once
-        inner = _Scope(scope.namespace, dict(scope.indices), {**scope.reduced, node.index: True})
-        value = _evaluate(node.body, inner)
-        keep = value.dim() >= 2  # so a denominator broadcasts against a batch of vectors
-        return value.sum(-1, keepdim=keep) if node.kind == "sum" else value.prod(-1, keepdim=keep)
-    lower = int(_evaluate(node.lower, scope))
-    upper = int(_evaluate(node.upper, scope)) if node.upper is not None else None
-    if upper is None:
-        raise FormulaError(f"\\{node.kind} without an upper bound")
-    total = None
-    for i in range(lower, upper + 1):
-        inner = _Scope(scope.namespace, {**scope.indices, node.index: i}, scope.reduced)
-        value = _evaluate(node.body, inner)
-        total = value if total is None else (total + value if node.kind == "sum" else total * value)
-    if total is None:
-        return torch.tensor(0.0 if node.kind == "sum" else 1.0, dtype=torch.float64)
-    return total
-
-
-# Checking ------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Outcome:
@@ -660,53 +82,1136 @@ class Outcome:
     shapes: tuple[str, str] | None = None
 
 
-def _reference(lhs, scope: _Scope):
-    """The left-hand side names the reference a check block computed (``\\hat{x}`` → ``x_hat``)."""
+# Values --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor whose first dimensions are labelled by index variables (``axes``); the rest are its plain
+    dimensions. ``row`` marks a transposed vector, so that ``w^\\top x`` is a dot product."""
+
+    data: object  # torch.Tensor
+    axes: tuple[str, ...] = ()
+    row: bool = False
+
+    @property
+    def plain(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[len(self.axes):])
+
+
+def _expand(value: Value, axes: tuple[str, ...], plain_rank: int):
+    """The value's data with ``axes`` in front (size 1 where it has no such axis) and ``plain_rank`` plain dims
+    (size-1 dims in front of its own, as broadcasting does)."""
+    data, own = value.data, value.axes
+    order = [own.index(a) for a in axes if a in own]
+    if order != list(range(len(order))):
+        data = data.permute(*order, *range(len(own), data.dim()))
+    sizes = iter(data.shape[:len(order)])
+    shape = [next(sizes) if a in own else 1 for a in axes]
+    plain = list(value.plain)
+    return data.reshape(shape + [1] * (plain_rank - len(plain)) + plain)
+
+
+def _union(*values: Value) -> tuple[str, ...]:
+    axes: list[str] = []
+    for value in values:
+        axes.extend(a for a in value.axes if a not in axes)
+    return tuple(axes)
+
+
+def _aligned(*values: Value):
+    axes = _union(*values)
+    rank = max(len(v.plain) for v in values)
+    return axes, [_expand(v, axes, rank) for v in values]
+
+
+def _elementwise(fn, *values: Value, row: bool | None = None) -> Value:
+    axes, datas = _aligned(*values)
+    if row is None:
+        row = all(v.row for v in values if v.plain)
+    return Value(fn(*datas), axes, row)
+
+
+def _check_broadcast(node: Node, *values: Value) -> None:
     import torch
 
-    if isinstance(lhs, Call) and lhs.sym is not None:
-        value = _lookup(lhs.sym, scope)
-        if isinstance(value, torch.Tensor):
+    _, datas = _aligned(*values)
+    try:
+        torch.broadcast_shapes(*(d.shape for d in datas))
+    except RuntimeError:
+        shapes = " and ".join(str(list(v.plain)) for v in values)
+        raise FormulaError(f"`{node.src}`: shapes {shapes} do not fit elementwise") from None
+
+
+# Bindings ------------------------------------------------------------------------------------------------------
+
+def _is_function(obj) -> bool:
+    import torch
+
+    return callable(obj) and not isinstance(obj, torch.Tensor)
+
+
+def _as_tensor(obj, what: str):
+    """A binding as a float64 tensor (differentiable, so autograd reaches the block's own graph)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        tensor = obj
+    elif isinstance(obj, bool):
+        tensor = torch.tensor(float(obj))
+    elif isinstance(obj, (int, float)):
+        return torch.tensor(float(obj), dtype=torch.float64)  # as_tensor would round 0.999 to float32
+    elif isinstance(obj, (list, tuple)):
+        items = [_as_tensor(item, what) for item in obj]
+        try:
+            tensor = torch.stack(items)
+        except RuntimeError:
+            raise FormulaError(f"{what} is a list of tensors of different shapes") from None
+    else:
+        try:
+            tensor = torch.as_tensor(obj)
+        except (TypeError, ValueError, RuntimeError):
+            raise FormulaError(f"{what} is bound to a {type(obj).__name__}, not a tensor or a number") from None
+    if tensor.is_complex():
+        raise FormulaError(f"{what} is complex")
+    return tensor if tensor.dtype == torch.float64 else tensor.to(torch.float64)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one occurrence reads its binding: the name, and for each index expression the dimension it labels
+    (``label`` when the name is read whole, its subscripts being part of the name)."""
+
+    name: str
+    dims: tuple[int, ...] = ()
+    exprs: tuple[IndexExpr, ...] = ()
+    label: bool = False
+
+
+@dataclass
+class _Occurrence:
+    node: object
+    exprs: tuple[IndexExpr, ...]
+    shape: tuple[int, ...]
+    name: str
+    choices: list[tuple[int, ...]]
+    what: str  # the LaTeX, for messages
+
+
+# Index resolution ----------------------------------------------------------------------------------------------
+
+class _Indices:
+    """Decides, for one equation, the range of every index variable and the dimension each subscript labels."""
+
+    def __init__(self, evaluation: _Evaluation) -> None:
+        self.ev = evaluation
+        self.occurrences: list[_Occurrence] = []
+        self.fixed: dict[str, tuple[int, int]] = {}  # sums with both bounds
+        self.lower_only: dict[str, int] = {}  # written-out sums without a last term
+        self.names: dict[str, str] = {}  # variable → the letter as written
+        self.where: dict[str, str] = {}  # variable → the LaTeX that binds it
+
+    def resolve(self, nodes: list) -> None:
+        for node in nodes:
+            self.collect(node)
+        if not self.occurrences and not self.variables():
+            return
+        best = self.choose()
+        ranges = self.ranges(best)
+        if ranges is None:
+            raise FormulaError(self.conflict())
+        for occurrence, dims in zip(self.occurrences, best, strict=True):
+            self.ev.layouts[id(occurrence.node)] = _Layout(occurrence.name, dims, occurrence.exprs)
+        import torch
+
+        for var, (low, high) in ranges.items():
+            self.ev.ranges[var] = torch.arange(low, high + 1)
+
+    def variables(self) -> set[str]:
+        found = set(self.fixed) | set(self.lower_only)
+        for occurrence in self.occurrences:
+            found.update(ix.var for ix in occurrence.exprs)
+        return found
+
+    def collect(self, node) -> None:
+        for n in walk(node):
+            if isinstance(n, Reduce):
+                self.reduction(n)
+            elif isinstance(n, Sym) and (n.indices or n.sample is not None):
+                self.symbol(n)
+            elif isinstance(n, Apply) and n.args and all(isinstance(a, IndexValue) for a in n.args):
+                self.table(n)
+            elif isinstance(n, Subscripted):
+                self.subscripted(n)
+            elif isinstance(n, IndexValue):
+                self.names.setdefault(n.var, n.src)
+
+    def reduction(self, node: Reduce) -> None:
+        self.names[node.var] = node.letter
+        self.where[node.var] = node.src
+        if node.lower is None:
+            return
+        low = self.ev.integer(node.lower, f"the lower bound of {node.src}")
+        if node.upper is None:
+            self.lower_only[node.var] = low
+        else:
+            self.fixed[node.var] = (low, self.ev.integer(node.upper, f"the upper bound of {node.src}"))
+
+    def symbol(self, node: Sym) -> None:
+        exprs = ((node.sample,) if node.sample is not None else ()) + node.indices
+        reading = self.ev.index_reading(node, len(exprs))
+        if reading is None:
+            if node.fallback is not None and self.ev.bound(node.fallback):
+                self.ev.layouts[id(node)] = _Layout(node.fallback, label=True)
+                return
+            raise FormulaError(self.ev.missing(node))
+        name, shape, is_list = reading
+        self.add(node, exprs, shape, name, node.sample is not None, is_list, node.src)
+
+    def table(self, node: Apply) -> None:
+        """``P(x)`` inside ``\\sum_x``: the tensor P indexed by x."""
+        target = self.ev.raw(node.target.name)
+        if target is None or _is_function(target):
+            return
+        tensor = _as_tensor(target, node.target.src)
+        exprs = tuple(IndexExpr(a.var, a.src) for a in node.args)
+        if tensor.dim() < len(exprs):
+            raise FormulaError(f"`{node.src}`: {node.target.name} has {tensor.dim()} dimensions for "
+                               f"{len(exprs)} indices")
+        self.add(node, exprs, tuple(tensor.shape), node.target.name, False, isinstance(target, (list, tuple)),
+                 node.src)
+
+    def subscripted(self, node: Subscripted) -> None:
+        value = self.ev.evaluate(node.arg)
+        if value.axes:
+            raise FormulaError(f"`{node.src}`: a subscript on an expression that has its own indices")
+        self.ev.cache[id(node)] = value
+        self.add(node, node.indices, tuple(value.data.shape), node.src, False, False, node.src)
+
+    def add(self, node, exprs, shape, name, has_sample, is_list, what) -> None:
+        rank, start, count = len(shape), int(has_sample), len(exprs) - int(has_sample)
+        if rank < len(exprs):
+            raise FormulaError(f"`{what}`: {name} has {rank} dimensions for {len(exprs)} indices")
+        head = (0,) if has_sample else ()
+        trailing = head + tuple(range(rank - count, rank))
+        leading = head + tuple(range(start, start + count))
+        choices = [leading] if is_list else list(dict.fromkeys([trailing, leading]))
+        for ix in exprs:
+            self.names.setdefault(ix.var, ix.letter)
+        self.occurrences.append(_Occurrence(node, exprs, shape, name, choices, what))
+
+    def choose(self) -> tuple[tuple[int, ...], ...]:
+        """The dimensions each occurrence labels: the last ones unless only the first ones agree."""
+        options = [o.choices for o in self.occurrences]
+        combos = itertools.product(*options) if math.prod(len(o) for o in options) <= 4096 else [
+            tuple(o[0] for o in options)]
+        best, best_key = None, None
+        for combo in combos:
+            ranges = self.ranges(combo)
+            if ranges is None:
+                continue
+            key = (self.penalty(combo, ranges), sum(c != o[0] for c, o in zip(combo, options, strict=True)))
+            if best_key is None or key < best_key:
+                best, best_key = combo, key
+        return best if best is not None else tuple(o[0] for o in options)
+
+    def intervals(self, combo) -> dict[str, list[tuple[int, int, int, _Occurrence]]]:
+        """For each variable, the values each occurrence allows: (low, high, length of its dimension)."""
+        found: dict[str, list] = {}
+        for occurrence, dims in zip(self.occurrences, combo, strict=True):
+            for ix, dim in zip(occurrence.exprs, dims, strict=True):
+                size = occurrence.shape[dim]
+                shift = ix.offset + sum(self.ev.integer_name(name, occurrence.what) for name in ix.shift)
+                low = -((shift - self.ev.base) // ix.scale)  # ceil((base - shift) / scale)
+                high = (size - 1 + self.ev.base - shift) // ix.scale
+                plain = ix.scale == 1 and ix.offset == 0 and not ix.shift
+                found.setdefault(ix.var, []).append((low, high, size if plain else None, occurrence))
+        return found
+
+    def ranges(self, combo) -> dict[str, tuple[int, int]] | None:
+        intervals = self.intervals(combo)
+        ranges = {}
+        for var in self.variables():
+            allowed = intervals.get(var, [])
+            if var in self.fixed:
+                low, high = self.fixed[var]
+                if high >= low and any(low < a or high > b for a, b, _, _ in allowed):
+                    return None
+                ranges[var] = (low, high)
+                continue
+            if not allowed:
+                if var in self.lower_only:
+                    return None
+                continue  # an index used only as a number: an error when it is evaluated
+            sizes = {size for _, _, size, _ in allowed if size is not None}
+            if len(sizes) > 1:
+                return None
+            low = max(a for a, _, _, _ in allowed)
+            high = min(b for _, b, _, _ in allowed)
+            if var in self.lower_only:
+                if low > self.lower_only[var]:
+                    return None
+                low = self.lower_only[var]
+            if high < low:
+                return None
+            ranges[var] = (low, high)
+        return ranges
+
+    def penalty(self, combo, ranges) -> int:
+        """Bounded sums prefer the dimension whose length is exactly the number of terms (``\\sum_{i=1}^{t}
+        g_i`` over a stack of t gradients)."""
+        count = 0
+        for var, items in self.intervals(combo).items():
+            if var in self.fixed:
+                low, high = ranges[var]
+                count += sum(size is not None and size != high - low + 1 for _, _, size, _ in items)
+        return count
+
+    def conflict(self) -> str:
+        """Why no reading fits, in the note's own terms (with every subscript on its last dimensions)."""
+        combo = tuple(o.choices[0] for o in self.occurrences)
+        intervals = self.intervals(combo)
+        for var in sorted(self.variables()):
+            letter = self.names.get(var, var)
+            items = intervals.get(var, [])
+            sizes = [(size, o.what) for _, _, size, o in items if size is not None]
+            if len({s for s, _ in sizes}) > 1:
+                listed = ", ".join(f"{s} in `{what}`" for s, what in sizes)
+                return f"the index {letter} labels dimensions of different lengths: {listed}"
+            if var in self.fixed:
+                low, high = self.fixed[var]
+                for a, b, size, o in items:
+                    if low < a or high > b:
+                        return (f"the index {letter} runs from {low} to {high} in `{self.where.get(var, '')}`, "
+                                f"outside `{o.what}` ({o.name} has {o.shape[o.choices[0][0]]} entries there)")
+            if var in self.lower_only and not items:
+                return f"the written-out sum `{self.where.get(var, '')}` indexes nothing it could run over"
+        return "the indices do not fit the shapes of the bound tensors"
+
+
+# Evaluation ----------------------------------------------------------------------------------------------------
+
+class _Checker:
+    """One display formula against one check block's namespace."""
+
+    def __init__(self, formula: Formula, namespace: dict) -> None:
+        self.formula = formula
+        self.namespace = namespace
+        defined = definitions(formula)
+        self.definitions = {eq.lhs.name: eq for eq in formula.equations
+                            if isinstance(eq.lhs, Sym) and eq.lhs.name in defined and eq.lhs.name not in namespace}
+        self.defined: dict[str, object] = {}
+        self.defining: set[str] = set()
+
+    def is_definition(self, equation: Equation) -> bool:
+        return isinstance(equation.lhs, Sym) and self.definitions.get(equation.lhs.name) is equation
+
+    def define(self, name: str):
+        """The tensor a definition equation gives its left side (``\\text{where } a = \\sigma(Wx + b)``)."""
+        if name in self.defined:
+            return self.defined[name]
+        if name in self.defining:
+            raise FormulaError(f"{name} is defined in terms of itself")
+        self.defining.add(name)
+        try:
+            equation = self.definitions[name]
+            evaluation = _Evaluation(self, equation)
+            _Indices(evaluation).resolve(list(equation.sides[1:]))
+            value = evaluation.evaluate(equation.sides[1])
+            tensor = _place_axes(value, equation.lhs)
+        finally:
+            self.defining.discard(name)
+        self.defined[name] = tensor
+        return tensor
+
+
+def _place_axes(value: Value, lhs: Sym):
+    """A defined symbol as a tensor laid out as its left side reads it: the sample index first, subscripts last."""
+    order = ([lhs.sample.var] if lhs.sample is not None else []) + [ix.var for ix in lhs.indices]
+    if set(order) != set(value.axes):
+        raise FormulaError(f"the definition of {lhs.src} has indices {sorted(value.axes)}, its left side "
+                           f"{sorted(order)}")
+    data = value.data
+    plain = len(value.plain)
+    k = len(value.axes)
+    head = [value.axes.index(lhs.sample.var)] if lhs.sample is not None else []
+    tail = [value.axes.index(ix.var) for ix in lhs.indices]
+    return data.permute(*head, *range(k, k + plain), *tail)
+
+
+class _Evaluation:
+    """The evaluation of one equation: its index ranges and layouts, then values for its nodes."""
+
+    def __init__(self, checker: _Checker, equation: Equation, overrides: dict | None = None) -> None:
+        self.checker = checker
+        self.equation = equation
+        self.base = equation.base
+        self.ranges: dict[str, object] = {}
+        self.layouts: dict[int, _Layout] = {}
+        self.cache: dict[int, Value] = {}
+        self.overrides: dict[str, object] = dict(overrides or {})
+        self.handlers = {
+            Num: self.number, Const: self.constant, Sym: self.symbol, IndexValue: self.index_value,
+            Call: self.call, Apply: self.apply, Prime: self.prime, BinOp: self.binary, Neg: self.negate,
+            Pow: self.power, Transpose: self.transpose, Reduce: self.reduce, Norm: self.norm, Abs: self.absolute,
+            Concat: self.concat, Matrix: self.matrix, Inner: self.inner, Mean: self.mean, Deriv: self.derivative,
+            Compare: self.compare, Logical: self.logical, Piecewise: self.piecewise, Indicator: self.indicator,
+            Subscripted: self.subscripted,
+        }
+
+    # Bindings ------------------------------------------------------------------------------------------------
+
+    def raw(self, name: str):
+        """What the block bound to a name (an alternative name for some Greek letters), or a definition."""
+        for candidate in CANDIDATES.get(name, (name,)):
+            if candidate in self.overrides:
+                return self.overrides[candidate]
+            if candidate in self.checker.namespace:
+                return self.checker.namespace[candidate]
+        if name in self.checker.definitions:
+            return self.checker.define(name)
+        return None
+
+    def bound(self, name: str) -> bool:
+        return self.raw(name) is not None
+
+    def missing(self, node: Sym) -> str:
+        if node.indices or node.sample is not None:
+            letters = ", ".join(ix.letter for ix in ((node.sample,) if node.sample else ()) + node.indices)
+            also = f" (or '{node.joined}')" if node.joined and node.joined != node.name else ""
+            return (f"missing binding: {node.src} needs the python name '{node.name}'{also}, a tensor indexed by "
+                    f"{letters}")
+        return f"missing binding: {node.src} needs the python name '{node.name}'"
+
+    def index_reading(self, node: Sym, count: int):
+        """The binding an indexed symbol reads: its base name, else the name with its subscripts (b_i)."""
+        import torch
+
+        for name in (node.name, node.joined):
+            if name is None:
+                continue
+            obj = self.raw(name)
+            if obj is None or _is_function(obj):
+                continue
+            if isinstance(obj, (list, tuple)) and obj and all(_is_function(item) for item in obj):
+                return name, (len(obj),), True  # f_t: a list of functions
+            tensor = obj if isinstance(obj, torch.Tensor) else _as_tensor(obj, node.src)
+            if tensor.dim() >= count:
+                return name, tuple(tensor.shape), isinstance(obj, (list, tuple))
+        return None
+
+    def integer(self, node: Node, what: str) -> int:
+        value = self.evaluate(node)
+        if value.axes or value.data.numel() != 1:
+            raise FormulaError(f"{what} is not a single number")
+        number = float(value.data.reshape(()))
+        if not number.is_integer():
+            raise FormulaError(f"{what} is {number:g}, not an integer")
+        return int(number)
+
+    def integer_name(self, name: str, what: str) -> int:
+        obj = self.raw(name)
+        if obj is None:
+            raise FormulaError(f"missing binding: the shift {name} in `{what}` needs the python name '{name}'")
+        return self.integer(Num(float(_as_tensor(obj, name).reshape(()))), f"{name} in `{what}`")
+
+    def tensor(self, name: str, what: str):
+        obj = self.raw(name)
+        if obj is None:
+            raise FormulaError(f"missing binding: {what} needs the python name '{name}'")
+        if _is_function(obj):
+            raise FormulaError(f"{what} is bound to a function ({name}); a value is needed here")
+        return _as_tensor(obj, what)
+
+    # Evaluation ----------------------------------------------------------------------------------------------
+
+    def evaluate(self, node: Node) -> Value:
+        handler = self.handlers[type(node)]
+        try:
+            return handler(node)
+        except (LatexError, RecursionError):
+            raise
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FormulaError(f"evaluating `{node.src}` failed: {reason}") from None
+
+    def number(self, node: Num) -> Value:
+        import torch
+
+        return Value(torch.tensor(node.value, dtype=torch.float64))
+
+    def constant(self, node: Const) -> Value:
+        import torch
+
+        if node.name == "pi":
+            bound = self.raw("pi")
+            if bound is not None and not _is_function(bound):
+                return Value(_as_tensor(bound, "\\pi"))  # a policy in an RL note
+            return Value(torch.tensor(math.pi, dtype=torch.float64))
+        return Value(torch.tensor(math.e, dtype=torch.float64))
+
+    def symbol(self, node: Sym) -> Value:
+        layout = self.layouts.get(id(node))
+        if layout is None:
+            obj = self.raw(node.name)
+            if obj is None:
+                raise FormulaError(self.missing(node))
+            if _is_function(obj):
+                raise FormulaError(f"{node.src} is bound to a function ({node.name}); apply it: {node.src}(…)")
+            return Value(_as_tensor(obj, node.src))
+        if layout.label:
+            return Value(self.tensor(layout.name, node.src))
+        return self.gather(self.tensor(layout.name, node.src), layout)
+
+    def gather(self, tensor, layout: _Layout, leading=()) -> Value:
+        """Select, along each labelled dimension, the entries its index expression reaches; dimensions labelled
+        by the same variable become one axis (their diagonal). ``leading`` axes are already in front."""
+        import torch
+
+        order = list(leading)
+        for ix in layout.exprs:
+            if ix.var not in order:
+                order.append(ix.var)
+        index, dims = [], []
+        for n, var in enumerate(leading):
+            index.append(self.positions_view(torch.arange(len(self.ranges[var])), order.index(var), len(order)))
+            dims.append(n)
+        for ix, dim in zip(layout.exprs, layout.dims, strict=True):
+            shift = ix.offset + sum(self.integer_name(name, layout.name) for name in ix.shift)
+            positions = self.range_of(ix.var) * ix.scale + shift - self.base
+            index.append(self.positions_view(positions, order.index(ix.var), len(order)))
+            dims.append(dim + len(leading))
+        moved = tensor.movedim(dims, list(range(len(dims))))
+        return Value(moved[tuple(index)], tuple(order))
+
+    @staticmethod
+    def positions_view(positions, at: int, count: int):
+        shape = [1] * count
+        shape[at] = len(positions)
+        return positions.reshape(shape)
+
+    def range_of(self, var: str):
+        if var not in self.ranges:
+            raise FormulaError(f"cannot tell what the index {var.split('#')[0]} runs over: no bound and no "
+                               f"tensor it subscripts")
+        return self.ranges[var]
+
+    def index_value(self, node: IndexValue) -> Value:
+        import torch
+
+        return Value(self.range_of(node.var).to(torch.float64), (node.var,))
+
+    # Arithmetic ----------------------------------------------------------------------------------------------
+
+    def binary(self, node: BinOp) -> Value:
+        import torch
+
+        left, right = self.evaluate(node.left), self.evaluate(node.right)
+        if node.op == "*":
+            return self.multiply(node, left, right)
+        _check_broadcast(node, left, right)
+        ops = {"+": torch.add, "-": torch.sub, "/": torch.div, "odot": torch.mul}
+        return _elementwise(ops[node.op], left, right)
+
+    def multiply(self, node: BinOp, left: Value, right: Value) -> Value:
+        """Juxtaposition, ``\\cdot`` and ``\\times``: a matrix product when one side is a matrix (``QK^T``,
+        ``W x``), a dot product for ``w^\\top x``, an outer product for ``x y^\\top``, else elementwise."""
+        a, b = len(left.plain), len(right.plain)
+        if a == 0 or b == 0 or (a == 1 and b == 1 and left.row == right.row):
+            _check_broadcast(node, left, right)
+            return _elementwise(lambda x, y: x * y, left, right)
+        return self.matrix_product(node, left, right)
+
+    def matrix_product(self, node: BinOp, left: Value, right: Value) -> Value:
+        axes = _union(left, right)
+        x, y = _expand(left, axes, len(left.plain)), _expand(right, axes, len(right.plain))
+        k = len(axes)
+        x = x.unsqueeze(-2) if len(left.plain) == 1 and (left.row or len(right.plain) > 1) else (
+            x.unsqueeze(-1) if len(left.plain) == 1 else x)
+        y = y.unsqueeze(-1) if len(right.plain) == 1 and not right.row else (
+            y.unsqueeze(-2) if len(right.plain) == 1 else y)
+        if x.shape[-1] != y.shape[-2]:
+            raise FormulaError(f"`{node.src}`: shapes {list(left.plain)} and {list(right.plain)} cannot be "
+                               f"multiplied (a matrix product)")
+        batch = max(x.dim(), y.dim()) - k - 2
+        x = x.reshape(*x.shape[:k], *[1] * (batch - (x.dim() - k - 2)), *x.shape[k:])
+        y = y.reshape(*y.shape[:k], *[1] * (batch - (y.dim() - k - 2)), *y.shape[k:])
+        out = x @ y
+        row = len(left.plain) == 1 and (left.row or len(right.plain) > 1)
+        col = len(right.plain) == 1 and not right.row
+        if row:
+            out = out.squeeze(-2)
+        if col:
+            out = out.squeeze(-1)
+        return Value(out, axes, row and not col and len(right.plain) > 1)
+
+    def negate(self, node: Neg) -> Value:
+        value = self.evaluate(node.arg)
+        return Value(-value.data, value.axes, value.row)
+
+    def power(self, node: Pow) -> Value:
+        import torch
+
+        exponent = self.evaluate(node.exponent)
+        if isinstance(node.base, Const) and node.base.name == "e":
+            return Value(torch.exp(exponent.data), exponent.axes)
+        base = self.evaluate(node.base)
+        if self.is_inverse(node, base, exponent):
+            return Value(torch.linalg.inv(base.data), base.axes)
+        _check_broadcast(node, base, exponent)
+        return _elementwise(torch.pow, base, exponent, row=base.row)
+
+    @staticmethod
+    def is_inverse(node: Pow, base: Value, exponent: Value) -> bool:
+        """``\\Sigma^{-1}``, ``W^{-1}``: an upper-case symbol bound to a square matrix is inverted."""
+        if not isinstance(node.base, Sym) or not node.base.name[:1].isupper() or exponent.axes:
+            return False
+        if exponent.data.numel() != 1 or float(exponent.data.reshape(())) != -1.0:
+            return False
+        return len(base.plain) >= 2 and base.plain[-1] == base.plain[-2]
+
+    def transpose(self, node: Transpose) -> Value:
+        value = self.evaluate(node.arg)
+        if len(value.plain) >= 2:
+            return Value(value.data.transpose(-2, -1), value.axes)
+        if len(value.plain) == 1:
+            return Value(value.data, value.axes, not value.row)
+        return value
+
+    # Functions -----------------------------------------------------------------------------------------------
+
+    def call(self, node: Call) -> Value:
+        args = [self.evaluate(a) for a in node.args]
+        value = _builtin(node, args)
+        if node.base is not None:
+            base = self.evaluate(node.base)
+            value = _elementwise(lambda x, b: x / b.log(), value, base)
+        return value
+
+    def apply(self, node: Apply) -> Value:
+        target = self.raw(node.target.name) if not node.target.indices else None
+        if node.builtin is not None and not _is_function(target):
+            return _builtin(Call(node.builtin, node.args, node.src, node.builtin), [self.evaluate(node.args[0])])
+        if id(node) in self.layouts:
+            layout = self.layouts[id(node)]
+            return self.gather(self.tensor(layout.name, node.target.src), layout)
+        if node.target.indices or node.target.sample is not None:
+            return self.apply_indexed(node)
+        if target is None:
+            if node.target.name == "pi":
+                raise FormulaError(f"{node.src}: \\pi applied to arguments is a policy: bind it as 'pi' (\\pi "
+                                   f"alone is the number π)")
+            raise FormulaError(self.missing(node.target) + f" (a function, applied in {node.src})")
+        if _is_function(target):
+            return self.call_function(node, target, [self.evaluate(a) for a in node.args])
+        return self.tensor_applied(node, target)
+
+    def call_function(self, node, function, args: list[Value]) -> Value:
+        import torch
+
+        axes = _union(*args) if args else ()
+        datas = [_expand(a, axes, len(a.plain)) for a in args]
+        result = function(*datas)
+        if not isinstance(result, torch.Tensor):
+            result = _as_tensor(result, f"the result of {node.src}")
+        elif result.dtype != torch.float64 and not result.is_complex():
+            result = result.to(torch.float64)
+        return Value(result, axes)
+
+    def apply_indexed(self, node: Apply) -> Value:
+        """``f_t(\\theta_t)`` inside ``\\sum_t``: a list of functions, each applied to its own arguments."""
+        import torch
+
+        sym = node.target
+        obj = self.raw(sym.name)
+        if obj is None and sym.joined:
+            obj = self.raw(sym.joined)
+        layout = self.layouts.get(id(sym))
+        if not isinstance(obj, (list, tuple)) or layout is None or len(layout.exprs) != 1:
+            raise FormulaError(f"{node.src}: {sym.name} must be a list of functions, one per {sym.src} "
+                               f"index")
+        ix = layout.exprs[0]
+        values = self.range_of(ix.var)
+        args = [self.evaluate(a) for a in node.args]
+        results = []
+        for n, value in enumerate(values.tolist()):
+            function = obj[value * ix.scale + ix.offset - self.base]
+            picked = [Value(a.data.select(a.axes.index(ix.var), n), tuple(x for x in a.axes if x != ix.var))
+                      if ix.var in a.axes else a for a in args]
+            results.append(self.call_function(node, function, picked))
+        axes = _union(*results)
+        stacked = torch.stack([_expand(r, axes, len(r.plain)) for r in results])
+        return Value(stacked, (ix.var, *axes))
+
+    def tensor_applied(self, node: Apply, target) -> Value:
+        """A tensor written as a function: ``P(x)`` names P's values; ``V(s_t)`` with an integer state looks
+        one up; ``\\beta(1 - x)`` is a product."""
+        import torch
+
+        tensor = _as_tensor(target, node.target.src)
+        if len(node.args) == 1 and not isinstance(node.args[0], Sym):
+            return self.multiply(BinOp("*", node.target, node.args[0], node.src), Value(tensor),
+                                 self.evaluate(node.args[0]))
+        raw_args = [self.raw(a.name) if isinstance(a, Sym) and not a.indices else None for a in node.args]
+        if raw_args and all(isinstance(a, int) or isinstance(a, torch.Tensor) and not a.is_floating_point()
+                            and not a.is_complex() for a in raw_args):
+            index = tuple(torch.as_tensor(a).long() for a in raw_args)
+            return Value(tensor[index])
+        return Value(tensor)
+
+    def prime(self, node: Prime) -> Value:
+        """``f'(u)``: the derivative of a function of one argument, elementwise, by autograd."""
+        import torch
+
+        argument = self.evaluate(node.call.args[0])
+        leaf = argument.data.detach().clone().requires_grad_(True)
+        inner = Value(leaf, argument.axes, argument.row)
+        call = node.call
+        with torch.enable_grad():
+            if isinstance(call, Call):
+                out = _builtin(call, [inner])
+            else:
+                function = self.raw(call.target.name)
+                if call.builtin is not None and not _is_function(function):
+                    out = _builtin(Call(call.builtin, call.args, call.src, call.builtin), [inner])
+                elif _is_function(function):
+                    out = self.call_function(call, function, [inner])
+                else:
+                    raise FormulaError(f"{node.src}: {call.target.src} is not bound to a function, so its "
+                                       f"derivative cannot be taken")
+            grad = _elementwise_derivative(out, leaf, node.src)
+        return Value(grad, out.axes)
+
+    # Reductions and structures -------------------------------------------------------------------------------
+
+    def reduce(self, node: Reduce) -> Value:
+        import torch
+
+        body = self.evaluate(node.body)
+        values = self.range_of(node.var)
+        if node.var not in body.axes:  # the summand does not depend on the index: count the terms
+            body = Value(body.data.unsqueeze(0).expand(len(values), *body.data.shape), (node.var, *body.axes),
+                         body.row)
+        at = body.axes.index(node.var)
+        rest = tuple(a for a in body.axes if a != node.var)
+        data = body.data
+        if node.kind == "sum":
+            out = data.sum(at)
+        elif node.kind == "prod":
+            out = data.prod(at)
+        elif node.kind in ("max", "min"):
+            out = data.amax(at) if node.kind == "max" else data.amin(at)
+        elif node.kind in ("argmax", "argmin"):
+            positions = data.argmax(at) if node.kind == "argmax" else data.argmin(at)
+            out = values.to(torch.float64)[positions]
+        else:  # stack: [g_1, …, g_N] — the index becomes the first plain dimension
+            out = data.movedim(at, len(rest))
+        return Value(out, rest, body.row)
+
+    def norm(self, node: Norm) -> Value:
+        import torch
+
+        value = self.evaluate(node.arg)
+        if not value.plain:
+            return Value(value.data.abs(), value.axes)
+        if node.p == "fro":
+            if len(value.plain) < 2:
+                raise FormulaError(f"`{node.src}`: a Frobenius norm of a vector")
+            return Value(torch.linalg.matrix_norm(value.data, "fro"), value.axes)
+        order = math.inf if node.p == "inf" else float(node.p)
+        return Value(torch.linalg.vector_norm(value.data, ord=order, dim=-1), value.axes)
+
+    def absolute(self, node: Abs) -> Value:
+        value = self.evaluate(node.arg)
+        return Value(value.data.abs(), value.axes, value.row)
+
+    def concat(self, node: Concat) -> Value:
+        """``[h_{t-1}, x_t]``: joined along the last dimension (along the only one where the shapes differ, when
+        just one does: \\mathrm{Concat}(K_p, K_x) of two sequences)."""
+        import torch
+
+        items = [self.evaluate(item) for item in node.items]
+        axes = _union(*items)
+        rank = max(max(len(i.plain) for i in items), 1)
+        datas = [_expand(Value(i.data.unsqueeze(-1), i.axes) if not i.plain else i, axes, rank) for i in items]
+        shapes = [d.shape for d in datas]
+        differing = [n for n in range(len(axes), len(axes) + rank) if len({s[n] for s in shapes}) > 1]
+        dim = differing[0] if len(differing) == 1 else len(axes) + rank - 1
+        target = [max(s[n] for s in shapes) for n in range(len(shapes[0]))]
+        expanded = []
+        for d in datas:
+            size = list(target)
+            size[dim] = d.shape[dim]
+            expanded.append(d.expand(size))
+        return Value(torch.cat(expanded, dim), axes)
+
+    def matrix(self, node: Matrix) -> Value:
+        import torch
+
+        rows = [[self.evaluate(cell) for cell in row] for row in node.rows]
+        cells = [cell for row in rows for cell in row]
+        if any(cell.plain for cell in cells):
+            raise FormulaError(f"`{node.src}`: a matrix whose entries are not numbers")
+        axes = _union(*cells)
+        stacked = torch.stack([torch.stack([_expand(c, axes, 0) for c in row], -1) for row in rows], -2)
+        if len(node.rows) == 1 or len(node.rows[0]) == 1:
+            stacked = stacked.reshape(*stacked.shape[:len(axes)], -1)  # a row or a column: a vector
+        return Value(stacked, axes)
+
+    def inner(self, node: Inner) -> Value:
+        left, right = self.evaluate(node.left), self.evaluate(node.right)
+        _check_broadcast(node, left, right)
+        product = _elementwise(lambda x, y: x * y, left, right)
+        return Value(product.data.sum(-1), product.axes) if product.plain else product
+
+    def mean(self, node: Mean) -> Value:
+        value = self.evaluate(node.arg)
+        if not value.plain:
             return value
-        return _call(lhs, scope)
-    return _evaluate(lhs, scope)
+        return Value(value.data.mean(len(value.axes)), value.axes)
+
+    def subscripted(self, node: Subscripted) -> Value:
+        layout = self.layouts[id(node)]
+        return self.gather(self.cache[id(node)].data, layout)
+
+    # Conditions ----------------------------------------------------------------------------------------------
+
+    def compare(self, node: Compare) -> Value:
+        import torch
+
+        terms = [self.evaluate(t) for t in node.terms]
+        ops = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge, "==": torch.eq, "!=": torch.ne}
+        result = None
+        for op, left, right in zip(node.ops, terms, terms[1:], strict=False):
+            _check_broadcast(node, left, right)
+            part = _elementwise(ops[op], left, right, row=False)
+            result = part if result is None else _elementwise(torch.logical_and, result, part, row=False)
+        return result
+
+    def logical(self, node: Logical) -> Value:
+        import torch
+
+        args = [self.evaluate(a) for a in node.args]
+        op = torch.logical_and if node.op == "and" else torch.logical_or
+        result = args[0]
+        for arg in args[1:]:
+            result = _elementwise(op, result, arg, row=False)
+        return result
+
+    def indicator(self, node: Indicator) -> Value:
+        import torch
+
+        cond = self.evaluate(node.cond)
+        return Value(cond.data.to(torch.float64), cond.axes)
+
+    def piecewise(self, node: Piecewise) -> Value:
+        import torch
+
+        values = [self.evaluate(value) for value, _ in node.cases]
+        conditions = [self.evaluate(cond) if cond is not None else None for _, cond in node.cases]
+        everything = [*values, *(c for c in conditions if c is not None)]
+        axes, _ = _aligned(*everything)
+        rank = max(len(v.plain) for v in everything)
+        shape = None
+        result, covered = None, None
+        for value, cond in reversed(list(zip(values, conditions, strict=True))):
+            data = _expand(value, axes, rank)
+            if cond is None:
+                mask = torch.ones((), dtype=torch.bool)
+            else:
+                mask = _expand(cond, axes, rank)
+            if result is None:
+                shape = torch.broadcast_shapes(data.shape, mask.shape)
+                result = torch.full(shape, math.nan, dtype=torch.float64)
+                covered = torch.zeros(shape, dtype=torch.bool)
+            result = torch.where(mask, data, result)
+            covered = covered | mask
+        if not bool(covered.all()):
+            raise FormulaError(f"no case of `{node.src}` applies to some entries (add \\text{{otherwise}})")
+        return Value(result, axes)
+
+    # Derivatives ---------------------------------------------------------------------------------------------
+
+    def derivative(self, node: Deriv) -> Value:
+        """``\\frac{\\partial \\ell}{\\partial \\gamma}``: autograd through the block's graph when ℓ was computed
+        from γ with requires_grad; otherwise the numerator's own expression, re-evaluated on a fresh leaf."""
+        import torch
+
+        wrt = node.wrt
+        layout = self.layouts.get(id(wrt))
+        name = layout.name if layout is not None else wrt.name
+        obj = self.raw(name)
+        if obj is None:
+            raise FormulaError(f"{self.missing(wrt)} (the variable of {node.src})")
+        inputs = _graph_inputs(obj)
+        with torch.enable_grad():
+            diagonal = layout is None
+            if inputs is not None:
+                out = self.evaluate(node.num)
+                if out.data.requires_grad:
+                    grad = _jacobian(out, inputs, node.src, diagonal)
+                    return self.label_jacobian(node, out, grad, layout)
+            leaf = _as_tensor(obj, wrt.src).detach().clone().requires_grad_(True)
+            inner = _Evaluation(self.checker, self.equation, {**self.overrides, name: leaf})
+            inner.ranges, inner.layouts, inner.cache = self.ranges, self.layouts, self.cache
+            out = inner.evaluate(node.num)
+            if not out.data.requires_grad:
+                raise FormulaError(f"{node.src}: {_num_src(node)} does not depend on {wrt.src} through autograd; "
+                                   f"in the block, set requires_grad=True on {name} before computing it")
+            grad = _jacobian(out, [leaf], node.src, diagonal)
+        return self.label_jacobian(node, out, grad, layout)
+
+    def label_jacobian(self, node: Deriv, out: Value, grad, layout: _Layout | None) -> Value:
+        """The derivative's tensor (numerator entries × variable entries) with the numerator's index axes and
+        the variable's subscripts (``\\partial \\ell / \\partial y^{(i)}`` labels the samples)."""
+        grad = grad.detach()
+        k = out.data.dim()
+        if layout is None:  # a gradient, an elementwise derivative, or a Jacobian [*numerator, *variable]
+            return Value(grad, out.axes, out.row if grad.dim() == k else False)
+        shifted = _Layout(layout.name, tuple(d + k for d in layout.dims), layout.exprs)
+        if not out.axes and k == 0:
+            return self.gather(grad, layout)
+        return self.gather(grad, shifted, leading=out.axes)
+
+
+def _num_src(node: Deriv) -> str:
+    return node.num.src or "the numerator"
+
+
+def _graph_inputs(obj):
+    """The tensors autograd can differentiate with respect to: the binding itself, or each item of a list."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.requires_grad else None
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(i, torch.Tensor) and i.requires_grad for i in obj):
+        return list(obj)
+    return None
+
+
+def _jacobian(out: Value, inputs: list, src: str, diagonal: bool):
+    """d out / d inputs: a gradient for a scalar; the diagonal when ``out`` depends on each input entry alone
+    (``\\frac{d}{dx}\\tanh(x)``); else the full Jacobian [*out, *input]."""
+    import torch
+
+    data = out.data
+    stack = len(inputs) > 1
+
+    def grads(output, grad_output):
+        found = torch.autograd.grad(output, inputs, grad_output, retain_graph=True, allow_unused=True)
+        parts = [torch.zeros_like(i) if g is None else g for g, i in zip(found, inputs, strict=True)]
+        return (torch.stack(parts) if stack else parts[0]).to(torch.float64)
+
+    if data.numel() == 1 and not out.axes:
+        return grads(data.reshape(()), None)
+    shape = tuple(torch.stack([i.detach() for i in inputs]).shape) if stack else tuple(inputs[0].shape)
+    if diagonal and tuple(data.shape) == shape:
+        ones = grads(data, torch.ones_like(data))
+        probe = torch.randn_like(data)
+        if torch.allclose(grads(data, probe), ones * probe, rtol=1e-6, atol=1e-9):
+            return ones  # diagonal: an elementwise derivative
+    if data.numel() > MAX_JACOBIAN:
+        raise FormulaError(f"{src}: a Jacobian with {data.numel()} rows is too large to evaluate")
+    flat = data.reshape(-1)
+    rows = [grads(flat[n], None) for n in range(flat.numel())]
+    return torch.stack(rows).reshape(*data.shape, *shape)
+
+
+def _elementwise_derivative(out: Value, leaf, src: str):
+    import torch
+
+    data = out.data
+    if tuple(data.shape) != tuple(leaf.shape):
+        raise FormulaError(f"{src}: the function does not act entry by entry, so its derivative is a Jacobian")
+    ones = torch.autograd.grad(data, leaf, torch.ones_like(data), retain_graph=True, allow_unused=True)[0]
+    if ones is None:
+        return torch.zeros_like(leaf)
+    probe = torch.randn_like(data)
+    check = torch.autograd.grad(data, leaf, probe, retain_graph=True)[0]
+    if not torch.allclose(check, ones * probe, rtol=1e-6, atol=1e-9):
+        raise FormulaError(f"{src}: the function mixes entries (like softmax), so its derivative is a Jacobian, "
+                           f"not a value per entry")
+    return ones
+
+
+# Built-in functions --------------------------------------------------------------------------------------------
+
+def _builtin(node: Call, args: list[Value]) -> Value:
+    import torch
+    import torch.nn.functional as F
+
+    unary = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan,
+             "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh, "arcsin": torch.asin, "arccos": torch.acos,
+             "arctan": torch.atan, "erf": torch.erf, "erfc": torch.erfc, "sqrt": torch.sqrt, "abs": torch.abs,
+             "floor": torch.floor, "ceil": torch.ceil, "sigmoid": torch.sigmoid, "relu": torch.relu,
+             "gelu": F.gelu, "silu": F.silu, "softplus": F.softplus, "sign": torch.sign}
+    last = {"softmax": lambda x: torch.softmax(x, -1), "log_softmax": lambda x: torch.log_softmax(x, -1),
+            "logsumexp": lambda x: torch.logsumexp(x, -1)}
+    func = node.func
+    if func in unary:
+        _arity(node, args, 1)
+        value = args[0]
+        return Value(unary[func](value.data), value.axes, value.row)
+    if func in last:
+        _arity(node, args, 1)
+        value = args[0]
+        if not value.plain:
+            raise FormulaError(f"`{node.src}`: {node.written} of a single number (it acts along a vector)")
+        return Value(last[func](value.data), value.axes)
+    if func in ("max", "min"):
+        if len(args) == 1:
+            value = args[0]
+            if not value.plain:
+                raise FormulaError(f"`{node.src}`: \\{func} of a single number")
+            return Value(value.data.amax(-1) if func == "max" else value.data.amin(-1), value.axes)
+        op = torch.maximum if func == "max" else torch.minimum
+        result = args[0]
+        for arg in args[1:]:
+            _check_broadcast(node, result, arg)
+            result = _elementwise(op, result, arg)
+        return result
+    if func == "clip":
+        _arity(node, args, 3)
+        return _elementwise(lambda x, low, high: torch.minimum(torch.maximum(x, low), high), *args)
+    if func in ("det", "trace"):
+        _arity(node, args, 1)
+        value = args[0]
+        if len(value.plain) < 2:
+            raise FormulaError(f"`{node.src}`: {node.written} of something that is not a matrix")
+        if func == "det":
+            return Value(torch.linalg.det(value.data), value.axes)
+        return Value(value.data.diagonal(dim1=-2, dim2=-1).sum(-1), value.axes)
+    raise FormulaError(f"`{node.src}`: the function {node.written} is not evaluated")
+
+
+def _arity(node: Call, args: list, count: int) -> None:
+    if len(args) != count:
+        raise FormulaError(f"`{node.src}`: {node.written} takes {count} argument{'s' if count > 1 else ''}, "
+                           f"not {len(args)}")
+
+
+# Checking ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Worst:
+    abs_err: float = 0.0
+    rel_err: float = 0.0
+    shapes: tuple[str, str] | None = None
+    checked: int = 0
 
 
 def check_formula(latex: str, namespace: dict, *, rtol: float = 1e-5, atol: float = 1e-6) -> Outcome:
-    """Evaluate every equation of a display formula with the block's names and compare with its left side."""
+    """Evaluate every equation of a display formula with the block's names and compare it with its left side."""
+    try:
+        formula = parse_formula(latex)
+    except LatexError as exc:
+        return Outcome(f"cannot evaluate the formula: {exc}")
+    checker = _Checker(formula, namespace)
+    worst = _Worst()
+    for equation in formula.equations:
+        if checker.is_definition(equation):
+            continue
+        try:
+            mismatch = _check_equation(checker, equation, rtol, atol, worst)
+        except LatexError as exc:
+            return Outcome(f"cannot evaluate the formula: {exc}")
+        if mismatch is not None:
+            return mismatch
+    if not worst.checked:
+        return Outcome("cannot evaluate the formula: every equation defines a name the block did not bind, so "
+                       "nothing is compared")
+    return Outcome(None, worst.abs_err, worst.rel_err, worst.shapes)
+
+
+def _check_equation(checker: _Checker, equation: Equation, rtol: float, atol: float, worst: _Worst):
     import torch
 
-    worst_abs, worst_rel, shapes = 0.0, 0.0, None
-    try:
-        parsed = [parse_equation(eq) for eq in equations(latex)]
-    except FormulaError as exc:
-        return Outcome(f"cannot evaluate the formula: {exc}")
-    for equation in parsed:
-        scope = _Scope(namespace)
-        try:
-            reference = _reference(equation.lhs, scope)
-            for side in equation.rhs:
-                value = _evaluate(side, scope)
-                if tuple(value.shape) != tuple(reference.shape):
-                    return Outcome(f"shape mismatch in {equation.latex}: formula gives {list(value.shape)}, "
-                                   f"reference is {list(reference.shape)}",
-                                   shapes=(str(list(value.shape)), str(list(reference.shape))))
-                difference = (value - reference.to(value.dtype)).abs()
-                abs_err = float(difference.max()) if difference.numel() else 0.0
-                rel_err = float((difference / reference.abs().to(value.dtype).clamp_min(1e-30)).max()) \
-                    if difference.numel() else 0.0
-                worst_abs, worst_rel = max(worst_abs, abs_err), max(worst_rel, rel_err)
-                shapes = (str(list(value.shape)), str(list(reference.shape)))
-                close = torch.allclose(value, reference.to(value.dtype), rtol=rtol, atol=atol)
-                if not close:
-                    return Outcome(f"formula mismatch: {equation.latex} — max abs err {abs_err:.3g}, "
-                                   f"max rel err {rel_err:.3g} (rtol={rtol:g}, atol={atol:g})",
-                                   abs_err, rel_err, shapes)
-        except FormulaError as exc:
-            return Outcome(f"cannot evaluate the formula: {exc}")
-        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-            return Outcome(f"evaluating {equation.latex} failed: {exc}")
-    return Outcome(None, worst_abs, worst_rel, shapes)
+    evaluation = _Evaluation(checker, equation)
+    lhs = _reference_node(evaluation, equation.lhs)
+    sides = [lhs, *equation.sides[1:]]
+    evaluation.base = equation.base
+    _Indices(evaluation).resolve(sides + ([equation.condition] if equation.condition is not None else []))
+    reference = evaluation.evaluate(lhs)
+    mask = evaluation.evaluate(equation.condition) if equation.condition is not None else None
+    for side in equation.sides[1:]:
+        value = evaluation.evaluate(side)
+        ref, val, where = _comparable(equation, reference, value, mask)
+        with torch.no_grad():
+            abs_err, rel_err, close = _difference(ref, val, where, rtol, atol)
+        shapes = (str(list(val.shape)), str(list(ref.shape)))
+        worst.abs_err, worst.rel_err = max(worst.abs_err, abs_err), max(worst.rel_err, rel_err)
+        worst.shapes, worst.checked = shapes, worst.checked + 1
+        if not close:
+            return Outcome(f"formula mismatch: {_one_line(equation.src)} — max abs err {abs_err:.3g}, max rel err "
+                           f"{rel_err:.3g} (rtol={rtol:g}, atol={atol:g} × max|reference|)", abs_err, rel_err,
+                           shapes)
+    return None
+
+
+def _reference_node(evaluation: _Evaluation, lhs: Node) -> Node:
+    """The left side names the block's reference: ``\\mathrm{ReLU}(x)`` is the tensor the block bound to ReLU
+    (torch's own ReLU of x when it bound none); ``Attention(Q, K, V)`` is the tensor Attention."""
+    if isinstance(lhs, Call) and lhs.written:
+        for name in (lhs.written, lhs.func):
+            if _is_tensor_binding(evaluation.raw(name)):
+                return Sym(name, lhs.src)
+    if isinstance(lhs, Subscripted) and isinstance(lhs.arg, Call):
+        for name in (lhs.arg.written, lhs.arg.func):
+            if _is_tensor_binding(evaluation.raw(name)):
+                return Sym(name, lhs.src, lhs.indices)
+    if isinstance(lhs, Apply) and not lhs.target.indices and _is_tensor_binding(evaluation.raw(lhs.target.name)):
+        return lhs.target
+    return lhs
+
+
+def _is_tensor_binding(obj) -> bool:
+    return obj is not None and not _is_function(obj)
+
+
+def _comparable(equation: Equation, reference: Value, value: Value, mask: Value | None):
+    """Reference and formula value as tensors of one shape, with the formula's index axes put in the
+    reference's order."""
+    import torch
+
+    extra = [a for a in value.axes if a not in reference.axes]
+    if extra:
+        raise FormulaError(f"in {_one_line(equation.src)}, the index {extra[0].split('#')[0]} is free on the right "
+                           f"side but not on the left")
+    ref = reference.data.detach()
+    plain = value.plain if value.plain else reference.plain
+    if value.plain and tuple(value.plain) != tuple(reference.plain):
+        raise FormulaError(f"shape mismatch in {_one_line(equation.src)}: formula gives {list(value.plain)}, "
+                           f"reference is {list(reference.plain)}")
+    val = _expand(value, reference.axes, len(plain)).detach()
+    val = val.expand(ref.shape) if val.shape != ref.shape else val
+    where = None
+    if mask is not None:
+        where = _expand(mask, reference.axes, len(plain)).expand(ref.shape).to(torch.bool)
+    return ref, val, where
+
+
+def _difference(ref, val, where, rtol: float, atol: float) -> tuple[float, float, bool]:
+    """The tolerance rule: |val − ref| ≤ atol·max|ref| + rtol·|ref| elementwise (a reference that is exactly zero
+    everywhere has scale 1)."""
+    import torch
+
+    if where is not None:
+        ref, val = ref[where], val[where]
+    if ref.numel() == 0:
+        return 0.0, 0.0, True
+    finite = torch.isfinite(ref)
+    scale = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
+    scale = scale if scale > 0 else 1.0
+    same_inf = torch.isinf(ref) & (ref == val)
+    diff = torch.where(same_inf, torch.zeros_like(ref), (val - ref).abs())
+    diff = torch.where(torch.isnan(diff), torch.full_like(diff, math.inf), diff)
+    allowed = atol * scale + rtol * ref.abs()
+    close = bool((diff <= allowed).all())
+    abs_err = float(diff.max())
+    return abs_err, abs_err / scale, close
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 # Listing -------------------------------------------------------------------------------------------------------
@@ -718,23 +1223,18 @@ class FormulaInfo:
     latex: str
     evaluable: bool
     symbols: tuple[str, ...]
-    reason: str | None
+    reason: str | None = field(default=None)
 
 
 def describe(latex: str, block_id: str | None, line: int) -> FormulaInfo:
-    """Whether notevault can evaluate a display formula, and the python names a check must bind."""
+    """Whether notevault can evaluate a display formula, and exactly the python names a check must bind."""
+    if latex.lstrip().startswith("="):
+        return FormulaInfo(block_id, line, latex, False, (), "continues the formula above it (starts with '=')")
     try:
-        if latex.lstrip().startswith("="):
-            raise FormulaError("continues the formula above it (starts with '=')")
-        parts = equations(latex)
-        if not parts:
-            raise FormulaError("empty formula")
-        names: list[str] = []
-        for equation in parts:
-            symbols(parse_equation(equation), names)
-        return FormulaInfo(block_id, line, latex, True, tuple(names), None)
-    except FormulaError as exc:
+        formula = parse_formula(latex)
+    except LatexError as exc:
         return FormulaInfo(block_id, line, latex, False, (), str(exc))
+    return FormulaInfo(block_id, line, latex, True, tuple(symbols(formula)), None)
 
 
 def list_formulas(vault, paths: list[Path], fmt: str = "text") -> str:
