@@ -55,6 +55,7 @@ from .latex import (
     Subscripted,
     Sym,
     Transpose,
+    defined_name,
     definitions,
     parse_formula,
     symbols,
@@ -68,6 +69,7 @@ CANDIDATES = {  # a Greek letter the block may bind under a usual alternative na
     "lambda_": ("lambda_", "lam", "lmbda"),
 }
 MAX_JACOBIAN = 4096  # numerator entries differentiated one by one for an indexed derivative
+MAX_READINGS = 8  # alternative readings of the indices tried when the preferred one cannot be evaluated
 
 
 class FormulaError(LatexError):
@@ -127,7 +129,8 @@ def _aligned(*values: Value):
 def _elementwise(fn, *values: Value, row: bool | None = None) -> Value:
     axes, datas = _aligned(*values)
     if row is None:
-        row = all(v.row for v in values if v.plain)
+        vectors = [v for v in values if v.plain]
+        row = bool(vectors) and all(v.row for v in vectors)
     return Value(fn(*datas), axes, row)
 
 
@@ -178,13 +181,16 @@ def _as_tensor(obj, what: str):
 
 @dataclass(frozen=True)
 class _Layout:
-    """How one occurrence reads its binding: the name, and for each index expression the dimension it labels
-    (``label`` when the name is read whole, its subscripts being part of the name)."""
+    """How one occurrence reads its binding: the name, the entries it selects first (``Q(s', a')`` with an
+    integer state), and for each index expression the dimension it labels. ``label``: the name is read whole,
+    its subscripts part of the name; ``kronecker``: ``\\delta_{ij}`` with no ``delta`` bound."""
 
     name: str
     dims: tuple[int, ...] = ()
     exprs: tuple[IndexExpr, ...] = ()
     label: bool = False
+    select: tuple[tuple[int, int], ...] = ()
+    kronecker: bool = False
 
 
 @dataclass
@@ -195,6 +201,7 @@ class _Occurrence:
     name: str
     choices: list[tuple[int, ...]]
     what: str  # the LaTeX, for messages
+    select: tuple[tuple[int, int], ...] = ()
 
 
 # Index resolution ----------------------------------------------------------------------------------------------
@@ -209,25 +216,33 @@ class _Indices:
         self.lower_only: dict[str, int] = {}  # written-out sums without a last term
         self.names: dict[str, str] = {}  # variable → the letter as written
         self.where: dict[str, str] = {}  # variable → the LaTeX that binds it
+        self.loose: set[str] = set()  # variables met only inside x_{i+k}
+        self.readings: list[tuple[tuple[tuple[int, ...], ...], dict]] = []
 
-    def resolve(self, nodes: list) -> None:
+    def resolve(self, nodes: list) -> int:
+        """Collect the occurrences, install the preferred reading, and return how many readings fit."""
         for node in nodes:
             self.collect(node)
-        if not self.occurrences and not self.variables():
-            return
-        best = self.choose()
-        ranges = self.ranges(best)
-        if ranges is None:
+        combos = self.feasible()
+        if not combos:
             raise FormulaError(self.conflict())
-        for occurrence, dims in zip(self.occurrences, best, strict=True):
-            self.ev.layouts[id(occurrence.node)] = _Layout(occurrence.name, dims, occurrence.exprs)
+        self.readings = combos
+        self.install(0)
+        return len(combos)
+
+    def install(self, number: int) -> None:
         import torch
 
+        combo, ranges = self.readings[number]
+        for occurrence, dims in zip(self.occurrences, combo, strict=True):
+            self.ev.layouts[id(occurrence.node)] = _Layout(occurrence.name, dims, occurrence.exprs,
+                                                           select=occurrence.select)
+        self.ev.ranges.clear()
         for var, (low, high) in ranges.items():
             self.ev.ranges[var] = torch.arange(low, high + 1)
 
     def variables(self) -> set[str]:
-        found = set(self.fixed) | set(self.lower_only)
+        found = set(self.fixed) | set(self.lower_only) | self.loose
         for occurrence in self.occurrences:
             found.update(ix.var for ix in occurrence.exprs)
         return found
@@ -238,7 +253,7 @@ class _Indices:
                 self.reduction(n)
             elif isinstance(n, Sym) and (n.indices or n.sample is not None):
                 self.symbol(n)
-            elif isinstance(n, Apply) and n.args and all(isinstance(a, IndexValue) for a in n.args):
+            elif isinstance(n, Apply) and any(isinstance(a, IndexValue) for a in n.args):
                 self.table(n)
             elif isinstance(n, Subscripted):
                 self.subscripted(n)
@@ -263,22 +278,41 @@ class _Indices:
             if node.fallback is not None and self.ev.bound(node.fallback):
                 self.ev.layouts[id(node)] = _Layout(node.fallback, label=True)
                 return
+            if node.name == "delta" and len(node.indices) == 2 and node.sample is None:
+                self.ev.layouts[id(node)] = _Layout("delta", exprs=node.indices, kronecker=True)
+                return  # \delta_{ij}: the Kronecker delta
             raise FormulaError(self.ev.missing(node))
         name, shape, is_list = reading
         self.add(node, exprs, shape, name, node.sample is not None, is_list, node.src)
 
     def table(self, node: Apply) -> None:
-        """``P(x)`` inside ``\\sum_x``: the tensor P indexed by x."""
+        """``P(x)`` inside ``\\sum_x``, ``Q(s', a')`` inside ``\\max_{a'}``: a tensor indexed by its arguments,
+        one dimension each (an integer argument selects its entry)."""
         target = self.ev.raw(node.target.name)
-        if target is None or _is_function(target):
+        if target is None or _is_function(target) or node.target.indices:
             return
         tensor = _as_tensor(target, node.target.src)
-        exprs = tuple(IndexExpr(a.var, a.src) for a in node.args)
-        if tensor.dim() < len(exprs):
+        if tensor.dim() < len(node.args):
             raise FormulaError(f"`{node.src}`: {node.target.name} has {tensor.dim()} dimensions for "
-                               f"{len(exprs)} indices")
-        self.add(node, exprs, tuple(tensor.shape), node.target.name, False, isinstance(target, (list, tuple)),
-                 node.src)
+                               f"{len(node.args)} arguments")
+        select, exprs, dims = [], [], []
+        for dim, arg in enumerate(node.args):
+            if isinstance(arg, IndexValue):
+                exprs.append(IndexExpr(arg.var, arg.src))
+                dims.append(dim - len(select))
+            else:
+                number = self.ev.integer_argument(arg)
+                if number is None:
+                    raise FormulaError(f"`{node.src}`: {arg.src} is not an integer, so it cannot pick an entry "
+                                       f"of {node.target.name}")
+                select.append((dim, number))
+        shape = list(tensor.shape)
+        for dim, _ in reversed(select):
+            del shape[dim]
+        for ix in exprs:
+            self.names.setdefault(ix.var, ix.letter)
+        self.occurrences.append(_Occurrence(node, tuple(exprs), tuple(shape), node.target.name, [tuple(dims)],
+                                            node.src, tuple(select)))
 
     def subscripted(self, node: Subscripted) -> None:
         value = self.ev.evaluate(node.arg)
@@ -297,28 +331,31 @@ class _Indices:
         choices = [leading] if is_list else list(dict.fromkeys([trailing, leading]))
         for ix in exprs:
             self.names.setdefault(ix.var, ix.letter)
+            self.loose.update(var for var, _ in ix.others)
         self.occurrences.append(_Occurrence(node, exprs, shape, name, choices, what))
 
-    def choose(self) -> tuple[tuple[int, ...], ...]:
-        """The dimensions each occurrence labels: the last ones unless only the first ones agree."""
+    def feasible(self) -> list:
+        """Every reading whose index ranges agree, best first: the last dimensions unless only the first ones
+        agree, and for bounded sums the dimension whose length is the number of terms."""
         options = [o.choices for o in self.occurrences]
-        combos = itertools.product(*options) if math.prod(len(o) for o in options) <= 4096 else [
-            tuple(o[0] for o in options)]
-        best, best_key = None, None
-        for combo in combos:
+        if math.prod(len(o) for o in options) > 4096:
+            options = [o[:1] for o in options]
+        found = []
+        for combo in itertools.product(*options):
             ranges = self.ranges(combo)
-            if ranges is None:
-                continue
-            key = (self.penalty(combo, ranges), sum(c != o[0] for c, o in zip(combo, options, strict=True)))
-            if best_key is None or key < best_key:
-                best, best_key = combo, key
-        return best if best is not None else tuple(o[0] for o in options)
+            if ranges is not None:
+                leading = sum(c != o[0] for c, o in zip(combo, options, strict=True))
+                found.append(((self.penalty(combo, ranges), leading), combo, ranges))
+        found.sort(key=lambda item: item[0])
+        return [(combo, ranges) for _, combo, ranges in found]
 
-    def intervals(self, combo) -> dict[str, list[tuple[int, int, int, _Occurrence]]]:
-        """For each variable, the values each occurrence allows: (low, high, length of its dimension)."""
+    def intervals(self, combo) -> dict[str, list[tuple[int, int, int | None, _Occurrence]]]:
+        """For each variable, the values each occurrence allows: (low, high, length when read plainly)."""
         found: dict[str, list] = {}
         for occurrence, dims in zip(self.occurrences, combo, strict=True):
             for ix, dim in zip(occurrence.exprs, dims, strict=True):
+                if ix.others:
+                    continue  # x_{i+k}: checked when it is evaluated
                 size = occurrence.shape[dim]
                 shift = ix.offset + sum(self.ev.integer_name(name, occurrence.what) for name in ix.shift)
                 low = -((shift - self.ev.base) // ix.scale)  # ceil((base - shift) / scale)
@@ -341,9 +378,8 @@ class _Indices:
             if not allowed:
                 if var in self.lower_only:
                     return None
-                continue  # an index used only as a number: an error when it is evaluated
-            sizes = {size for _, _, size, _ in allowed if size is not None}
-            if len(sizes) > 1:
+                continue  # used only as a number or in x_{i+k}: an error when it is evaluated
+            if len({size for _, _, size, _ in allowed if size is not None}) > 1:
                 return None
             low = max(a for a, _, _, _ in allowed)
             high = min(b for _, b, _, _ in allowed)
@@ -357,8 +393,6 @@ class _Indices:
         return ranges
 
     def penalty(self, combo, ranges) -> int:
-        """Bounded sums prefer the dimension whose length is exactly the number of terms (``\\sum_{i=1}^{t}
-        g_i`` over a stack of t gradients)."""
         count = 0
         for var, items in self.intervals(combo).items():
             if var in self.fixed:
@@ -379,12 +413,14 @@ class _Indices:
                 return f"the index {letter} labels dimensions of different lengths: {listed}"
             if var in self.fixed:
                 low, high = self.fixed[var]
-                for a, b, size, o in items:
+                for a, b, _, o in items:
                     if low < a or high > b:
                         return (f"the index {letter} runs from {low} to {high} in `{self.where.get(var, '')}`, "
-                                f"outside `{o.what}` ({o.name} has {o.shape[o.choices[0][0]]} entries there)")
+                                f"beyond the entries of `{o.what}` (values {a} to {b} fit)")
             if var in self.lower_only and not items:
                 return f"the written-out sum `{self.where.get(var, '')}` indexes nothing it could run over"
+            if items and max(a for a, _, _, _ in items) > min(b for _, b, _, _ in items):
+                return f"the index {letter} has no value that fits every tensor it subscripts"
         return "the indices do not fit the shapes of the bound tensors"
 
 
@@ -397,13 +433,17 @@ class _Checker:
         self.formula = formula
         self.namespace = namespace
         defined = definitions(formula)
-        self.definitions = {eq.lhs.name: eq for eq in formula.equations
-                            if isinstance(eq.lhs, Sym) and eq.lhs.name in defined and eq.lhs.name not in namespace}
+        self.definitions: dict[str, Equation] = {}
+        for equation in formula.equations:
+            name = defined_name(equation.lhs)
+            if name in defined and not any(c in namespace for c in CANDIDATES.get(name, (name,))):
+                self.definitions.setdefault(name, equation)
         self.defined: dict[str, object] = {}
         self.defining: set[str] = set()
 
     def is_definition(self, equation: Equation) -> bool:
-        return isinstance(equation.lhs, Sym) and self.definitions.get(equation.lhs.name) is equation
+        name = defined_name(equation.lhs)
+        return name is not None and self.definitions.get(name) is equation
 
     def define(self, name: str):
         """The tensor a definition equation gives its left side (``\\text{where } a = \\sigma(Wx + b)``)."""
@@ -415,9 +455,9 @@ class _Checker:
         try:
             equation = self.definitions[name]
             evaluation = _Evaluation(self, equation)
-            _Indices(evaluation).resolve(list(equation.sides[1:]))
+            _Indices(evaluation).resolve(list(equation.sides[1:2]))
             value = evaluation.evaluate(equation.sides[1])
-            tensor = _place_axes(value, equation.lhs)
+            tensor = _place_axes(value, equation.lhs) if isinstance(equation.lhs, Sym) else value.data
         finally:
             self.defining.discard(name)
         self.defined[name] = tensor
@@ -431,6 +471,8 @@ def _place_axes(value: Value, lhs: Sym):
         raise FormulaError(f"the definition of {lhs.src} has indices {sorted(value.axes)}, its left side "
                            f"{sorted(order)}")
     data = value.data
+    if not value.axes:
+        return data
     plain = len(value.plain)
     k = len(value.axes)
     head = [value.axes.index(lhs.sample.var)] if lhs.sample is not None else []
@@ -449,6 +491,7 @@ class _Evaluation:
         self.layouts: dict[int, _Layout] = {}
         self.cache: dict[int, Value] = {}
         self.overrides: dict[str, object] = dict(overrides or {})
+        self.scalar_reference = False  # the left side is one number: a · b of two vectors is their dot product
         self.handlers = {
             Num: self.number, Const: self.constant, Sym: self.symbol, IndexValue: self.index_value,
             Call: self.call, Apply: self.apply, Prime: self.prime, BinOp: self.binary, Neg: self.negate,
@@ -508,6 +551,24 @@ class _Evaluation:
             raise FormulaError(f"{what} is {number:g}, not an integer")
         return int(number)
 
+    def integer_argument(self, node: Node) -> int | None:
+        """An argument that picks an entry: a bound integer (a state ``s_t``) or an integer literal."""
+        import torch
+
+        if isinstance(node, Num) and node.value.is_integer():
+            return int(node.value)
+        if not isinstance(node, Sym) or node.indices or node.sample is not None:
+            return None
+        obj = self.raw(node.name)
+        if isinstance(obj, bool):
+            return None
+        if isinstance(obj, int):
+            return obj
+        if isinstance(obj, torch.Tensor) and obj.numel() == 1 and not obj.is_floating_point() \
+                and not obj.is_complex() and obj.dtype != torch.bool:
+            return int(obj.reshape(()))
+        return None
+
     def integer_name(self, name: str, what: str) -> int:
         obj = self.raw(name)
         if obj is None:
@@ -560,28 +621,57 @@ class _Evaluation:
             return Value(_as_tensor(obj, node.src))
         if layout.label:
             return Value(self.tensor(layout.name, node.src))
+        if layout.kronecker:
+            return self.kronecker(layout)
         return self.gather(self.tensor(layout.name, node.src), layout)
+
+    def kronecker(self, layout: _Layout) -> Value:
+        """\\delta_{ij}: 1 where the two indices are equal."""
+        import torch
+
+        a, b = (self.index_values(ix) for ix in layout.exprs)
+        return _elementwise(lambda x, y: (x == y).to(torch.float64), a, b)
+
+    def index_values(self, ix: IndexExpr) -> Value:
+        import torch
+
+        values = self.range_of(ix.var).to(torch.float64) * ix.scale + ix.offset
+        return Value(values, (ix.var,))
 
     def gather(self, tensor, layout: _Layout, leading=()) -> Value:
         """Select, along each labelled dimension, the entries its index expression reaches; dimensions labelled
         by the same variable become one axis (their diagonal). ``leading`` axes are already in front."""
-        import torch
-
+        for dim, number in reversed(layout.select):
+            if not -tensor.shape[dim] <= number < tensor.shape[dim]:
+                raise FormulaError(f"{layout.name} has no entry {number} along dimension {dim}")
+            tensor = tensor.select(dim, number)
         order = list(leading)
         for ix in layout.exprs:
-            if ix.var not in order:
-                order.append(ix.var)
+            for var in (ix.var, *(v for v, _ in ix.others)):
+                if var not in order:
+                    order.append(var)
         index, dims = [], []
+        import torch
+
         for n, var in enumerate(leading):
             index.append(self.positions_view(torch.arange(len(self.ranges[var])), order.index(var), len(order)))
             dims.append(n)
         for ix, dim in zip(layout.exprs, layout.dims, strict=True):
-            shift = ix.offset + sum(self.integer_name(name, layout.name) for name in ix.shift)
-            positions = self.range_of(ix.var) * ix.scale + shift - self.base
-            index.append(self.positions_view(positions, order.index(ix.var), len(order)))
+            index.append(self.positions(ix, order, tensor.shape[dim + len(leading)], layout.name))
             dims.append(dim + len(leading))
         moved = tensor.movedim(dims, list(range(len(dims))))
         return Value(moved[tuple(index)], tuple(order))
+
+    def positions(self, ix: IndexExpr, order: list[str], size: int, name: str):
+        """The entries an index expression reaches, shaped to broadcast over the variables in ``order``."""
+        shift = ix.offset + sum(self.integer_name(n, name) for n in ix.shift) - self.base
+        positions = self.positions_view(self.range_of(ix.var) * ix.scale, order.index(ix.var), len(order)) + shift
+        for var, scale in ix.others:
+            positions = positions + self.positions_view(self.range_of(var) * scale, order.index(var), len(order))
+        if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= size):
+            raise FormulaError(f"the index {ix.letter} reaches entries {int(positions.min())} to "
+                               f"{int(positions.max())} of {name}, which has {size}")
+        return positions
 
     @staticmethod
     def positions_view(positions, at: int, count: int):
@@ -608,6 +698,10 @@ class _Evaluation:
         left, right = self.evaluate(node.left), self.evaluate(node.right)
         if node.op == "*":
             return self.multiply(node, left, right)
+        if node.op == "cdot":
+            if self.scalar_reference and len(left.plain) == 1 and len(right.plain) == 1 and not left.row:
+                return self.matrix_product(node, Value(left.data, left.axes, True), right)  # a · b: a dot product
+            return self.multiply(node, left, right)
         _check_broadcast(node, left, right)
         ops = {"+": torch.add, "-": torch.sub, "/": torch.div, "odot": torch.mul}
         return _elementwise(ops[node.op], left, right)
@@ -616,7 +710,10 @@ class _Evaluation:
         """Juxtaposition, ``\\cdot`` and ``\\times``: a matrix product when one side is a matrix (``QK^T``,
         ``W x``), a dot product for ``w^\\top x``, an outer product for ``x y^\\top``, else elementwise."""
         a, b = len(left.plain), len(right.plain)
-        if a == 0 or b == 0 or (a == 1 and b == 1 and left.row == right.row):
+        # a vector written left of a matrix scales it entrywise (\gamma \hat{x} over a batch); x^\top W is the
+        # row-vector product
+        entrywise = a == 1 and b >= 2 and not left.row
+        if a == 0 or b == 0 or (a == 1 and b == 1 and left.row == right.row) or entrywise:
             _check_broadcast(node, left, right)
             return _elementwise(lambda x, y: x * y, left, right)
         return self.matrix_product(node, left, right)
@@ -651,6 +748,10 @@ class _Evaluation:
     def power(self, node: Pow) -> Value:
         import torch
 
+        if self.is_product(node.base):  # \alpha_t (1 - p_t)^\gamma: the power belongs to the parenthesis
+            inner = Pow(node.base.args[0], node.exponent, node.src)
+            return self.multiply(BinOp("*", node.base.target, inner, node.src), self.evaluate(node.base.target),
+                                 self.evaluate(inner))
         exponent = self.evaluate(node.exponent)
         if isinstance(node.base, Const) and node.base.name == "e":
             return Value(torch.exp(exponent.data), exponent.axes)
@@ -659,6 +760,17 @@ class _Evaluation:
             return Value(torch.linalg.inv(base.data), base.axes)
         _check_broadcast(node, base, exponent)
         return _elementwise(torch.pow, base, exponent, row=base.row)
+
+    def is_product(self, node: Node) -> bool:
+        """Is this ``a (b)`` a product rather than a function applied (``a`` bound to a value)?"""
+        if not isinstance(node, Apply) or len(node.args) != 1 or isinstance(node.args[0], Sym) or node.builtin:
+            return False
+        if _is_sequence(node.args[0]):
+            return False
+        target = self.raw(node.target.name)
+        if target is None and node.target.joined:
+            target = self.raw(node.target.joined)
+        return target is not None and not _is_function(target) and not self.is_function_list(node.target)
 
     @staticmethod
     def is_inverse(node: Pow, base: Value, exponent: Value) -> bool:
@@ -694,8 +806,15 @@ class _Evaluation:
         if id(node) in self.layouts:
             layout = self.layouts[id(node)]
             return self.gather(self.tensor(layout.name, node.target.src), layout)
+        if any(isinstance(a, IndexValue) for a in node.args) and not _is_function(target):
+            raise FormulaError(f"`{node.src}`: {node.target.src} must be bound to a tensor or a function")
         if node.target.indices or node.target.sample is not None:
-            return self.apply_indexed(node)
+            if self.is_function_list(node.target):
+                return self.apply_indexed(node)
+            if len(node.args) == 1 and not isinstance(node.args[0], Sym):  # y_k (1 - \alpha): a product
+                return self.multiply(BinOp("*", node.target, node.args[0], node.src), self.evaluate(node.target),
+                                     self.evaluate(node.args[0]))
+            return self.evaluate(node.target)  # p_\theta(x): the tensor's values
         if target is None:
             if node.target.name == "pi":
                 raise FormulaError(f"{node.src}: \\pi applied to arguments is a policy: bind it as 'pi' (\\pi "
@@ -716,6 +835,12 @@ class _Evaluation:
         elif result.dtype != torch.float64 and not result.is_complex():
             result = result.to(torch.float64)
         return Value(result, axes)
+
+    def is_function_list(self, sym: Sym) -> bool:
+        obj = self.raw(sym.name)
+        if obj is None and sym.joined:
+            obj = self.raw(sym.joined)
+        return isinstance(obj, (list, tuple)) and bool(obj) and all(_is_function(item) for item in obj)
 
     def apply_indexed(self, node: Apply) -> Value:
         """``f_t(\\theta_t)`` inside ``\\sum_t``: a list of functions, each applied to its own arguments."""
@@ -743,20 +868,17 @@ class _Evaluation:
         return Value(stacked, (ix.var, *axes))
 
     def tensor_applied(self, node: Apply, target) -> Value:
-        """A tensor written as a function: ``P(x)`` names P's values; ``V(s_t)`` with an integer state looks
-        one up; ``\\beta(1 - x)`` is a product."""
-        import torch
-
+        """A tensor written as a function: ``P(x)`` names P's values over x; an integer argument picks an entry
+        (``V(s_t)``, ``Q(s, a)``), one leading dimension per argument; ``\\beta(1 - x)`` is a product."""
         tensor = _as_tensor(target, node.target.src)
-        if len(node.args) == 1 and not isinstance(node.args[0], Sym):
+        if len(node.args) == 1 and not isinstance(node.args[0], Sym) and not _is_sequence(node.args[0]):
             return self.multiply(BinOp("*", node.target, node.args[0], node.src), Value(tensor),
                                  self.evaluate(node.args[0]))
-        raw_args = [self.raw(a.name) if isinstance(a, Sym) and not a.indices else None for a in node.args]
-        if raw_args and all(isinstance(a, int) or isinstance(a, torch.Tensor) and not a.is_floating_point()
-                            and not a.is_complex() for a in raw_args):
-            index = tuple(torch.as_tensor(a).long() for a in raw_args)
-            return Value(tensor[index])
-        return Value(tensor)
+        picks = [self.integer_argument(a) for a in node.args]
+        if all(p is None for p in picks) or tensor.dim() < len(node.args):
+            return Value(tensor)  # L(\theta, x, y): the value the block computed
+        index = tuple(slice(None) if p is None else p for p in picks)
+        return Value(tensor[index])
 
     def prime(self, node: Prime) -> Value:
         """``f'(u)``: the derivative of a function of one argument, elementwise, by autograd."""
@@ -803,6 +925,9 @@ class _Evaluation:
         elif node.kind in ("argmax", "argmin"):
             positions = data.argmax(at) if node.kind == "argmax" else data.argmin(at)
             out = values.to(torch.float64)[positions]
+        elif node.kind == "concat" and body.plain:  # Concat(head_1, …, head_h): joined along the last dimension
+            moved = data.movedim(at, data.dim() - 2)
+            out = moved.reshape(*moved.shape[:-2], moved.shape[-2] * moved.shape[-1])
         else:  # stack: [g_1, …, g_N] — the index becomes the first plain dimension
             out = data.movedim(at, len(rest))
         return Value(out, rest, body.row)
@@ -817,8 +942,14 @@ class _Evaluation:
             if len(value.plain) < 2:
                 raise FormulaError(f"`{node.src}`: a Frobenius norm of a vector")
             return Value(torch.linalg.matrix_norm(value.data, "fro"), value.axes)
-        order = math.inf if node.p == "inf" else float(node.p)
-        return Value(torch.linalg.vector_norm(value.data, ord=order, dim=-1), value.axes)
+        if isinstance(node.p, (int, float)) or node.p == "inf":
+            order = math.inf if node.p == "inf" else float(node.p)
+            return Value(torch.linalg.vector_norm(value.data, ord=order, dim=-1), value.axes)
+        order_value = self.evaluate(node.p)
+        if order_value.axes or order_value.data.numel() != 1:
+            raise FormulaError(f"`{node.src}`: the order of the norm is not a single number")
+        return Value(torch.linalg.vector_norm(value.data, ord=float(order_value.data.reshape(())), dim=-1),
+                     value.axes)
 
     def absolute(self, node: Abs) -> Value:
         value = self.evaluate(node.arg)
@@ -967,10 +1098,15 @@ class _Evaluation:
         k = out.data.dim()
         if layout is None:  # a gradient, an elementwise derivative, or a Jacobian [*numerator, *variable]
             return Value(grad, out.axes, out.row if grad.dim() == k else False)
-        shifted = _Layout(layout.name, tuple(d + k for d in layout.dims), layout.exprs)
+        plain = k - len(out.axes)  # the numerator's plain dimensions come between its axes and the variable's
+        shifted = _Layout(layout.name, tuple(d + plain for d in layout.dims), layout.exprs)
         if not out.axes and k == 0:
             return self.gather(grad, layout)
         return self.gather(grad, shifted, leading=out.axes)
+
+
+def _is_sequence(node: Node) -> bool:
+    return isinstance(node, Reduce) and node.kind == "stack"
 
 
 def _num_src(node: Deriv) -> str:
@@ -1072,6 +1208,13 @@ def _builtin(node: Call, args: list[Value]) -> Value:
     if func == "clip":
         _arity(node, args, 3)
         return _elementwise(lambda x, low, high: torch.minimum(torch.maximum(x, low), high), *args)
+    if func == "factorial":
+        _arity(node, args, 1)
+        return Value(torch.exp(torch.lgamma(args[0].data + 1)), args[0].axes)
+    if func == "binom":
+        _arity(node, args, 2)
+        return _elementwise(lambda n, k: torch.exp(torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)),
+                            *args)
     if func in ("det", "trace"):
         _arity(node, args, 1)
         value = args[0]
@@ -1127,17 +1270,11 @@ def _check_equation(checker: _Checker, equation: Equation, rtol: float, atol: fl
 
     evaluation = _Evaluation(checker, equation)
     lhs = _reference_node(evaluation, equation.lhs)
-    sides = [lhs, *equation.sides[1:]]
-    evaluation.base = equation.base
-    _Indices(evaluation).resolve(sides + ([equation.condition] if equation.condition is not None else []))
-    reference = evaluation.evaluate(lhs)
-    mask = evaluation.evaluate(equation.condition) if equation.condition is not None else None
-    for side in equation.sides[1:]:
-        value = evaluation.evaluate(side)
-        ref, val, where = _comparable(equation, reference, value, mask)
+    compared = _evaluate_equation(evaluation, equation, lhs)
+    for ref, val, where in compared:
         with torch.no_grad():
             abs_err, rel_err, close = _difference(ref, val, where, rtol, atol)
-        shapes = (str(list(val.shape)), str(list(ref.shape)))
+        shapes = (_shape(val, evaluation, lhs), _shape(ref, evaluation, lhs))
         worst.abs_err, worst.rel_err = max(worst.abs_err, abs_err), max(worst.rel_err, rel_err)
         worst.shapes, worst.checked = shapes, worst.checked + 1
         if not close:
@@ -1145,6 +1282,39 @@ def _check_equation(checker: _Checker, equation: Equation, rtol: float, atol: fl
                            f"{rel_err:.3g} (rtol={rtol:g}, atol={atol:g} × max|reference|)", abs_err, rel_err,
                            shapes)
     return None
+
+
+def _evaluate_equation(evaluation: _Evaluation, equation: Equation, lhs: Node) -> list:
+    """Reference and formula values, under the preferred reading of the indices; when a reading cannot be
+    evaluated (shapes that do not multiply), the next one that fits the index ranges is tried."""
+    nodes = [lhs, *equation.sides[1:], *([equation.condition] if equation.condition is not None else [])]
+    indices = _Indices(evaluation)
+    count = indices.resolve(nodes)
+    first_error = None
+    for number in range(min(count, MAX_READINGS)):
+        if number:
+            indices.install(number)
+        try:
+            reference = evaluation.evaluate(lhs)
+            evaluation.scalar_reference = not reference.axes and not reference.plain
+            mask = evaluation.evaluate(equation.condition) if equation.condition is not None else None
+            return [_comparable(equation, reference, evaluation.evaluate(side), mask) for side in equation.sides[1:]]
+        except FormulaError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
+def _shape(data, evaluation: _Evaluation, lhs: Node) -> str:
+    """A compared tensor's shape as the reference has it (index axes back in their own dimensions)."""
+    layout = evaluation.layouts.get(id(lhs))
+    if layout is not None and layout.exprs and not layout.select and not layout.label and not layout.kronecker \
+            and len({ix.var for ix in layout.exprs}) == len(layout.exprs) == data.dim() - (
+            data.dim() - len(layout.exprs)) and not any(ix.others for ix in layout.exprs):
+        try:
+            data = data.movedim(list(range(len(layout.dims))), list(layout.dims))
+        except (RuntimeError, IndexError):
+            pass
+    return str(list(data.shape))
 
 
 def _reference_node(evaluation: _Evaluation, lhs: Node) -> Node:

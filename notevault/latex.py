@@ -69,14 +69,16 @@ def _two_letter_name(word: str, text: str, end: int) -> bool:
 
 @dataclass(frozen=True)
 class IndexExpr:
-    """An index position ``scale * var + offset + shift…``: ``i`` , ``2i+1``, ``t+k`` (``shift`` names bound
-    scalars such as ``t``). Sum-bound variables carry a ``#n`` suffix so that two ``\\sum_j`` never mix."""
+    """An index position ``scale * var + offset + shift… + others``: ``i``, ``2i+1``, ``t+k+1`` (``shift`` names
+    bound scalars such as ``t``; ``others`` more index variables, as in ``x_{i+k}``). Sum-bound variables carry a
+    ``#n`` suffix so that two ``\\sum_j`` never mix."""
 
     var: str
     letter: str
     scale: int = 1
     offset: int = 0
     shift: tuple[str, ...] = ()
+    others: tuple[tuple[str, int], ...] = ()
 
     @property
     def bound(self) -> bool:
@@ -196,7 +198,7 @@ class Reduce:
 @dataclass(frozen=True)
 class Norm:
     arg: Node
-    p: float | str = 2.0  # a number, "inf" or "fro"
+    p: float | str | Node = 2.0  # a number, "inf", "fro", or a symbol (\\|x\\|_p)
     src: str = ""
 
 
@@ -344,9 +346,9 @@ def transform(node, change):
 
 
 def _transform_value(value, change):
-    if isinstance(value, (*_NODE_TYPES, _RawSym)):
+    if isinstance(value, (*_NODE_TYPES, _RawSym, _Ellipsis)):
         return transform(value, change)
-    if isinstance(value, tuple) and any(isinstance(v, (tuple, *_NODE_TYPES, _RawSym)) for v in value):
+    if isinstance(value, tuple) and any(isinstance(v, (tuple, *_NODE_TYPES, _RawSym, _Ellipsis)) for v in value):
         return tuple(_transform_value(v, change) for v in value)
     return value
 
@@ -363,7 +365,7 @@ ACCENTS = {"hat": "hat", "widehat": "hat", "bar": "bar", "overline": "bar", "til
            "vec": "vec", "dot": "dot", "ddot": "ddot", "check": "check", "breve": "breve"}
 FONTS = {"mathbf", "boldsymbol", "bm", "mathit", "mathsf", "mathtt", "mathcal", "mathscr", "mathfrak", "pmb",
          "mathnormal", "mathrm", "operatorname"}  # transparent: \mathbf{x} is x, \mathcal{L} is L
-FREE_LETTERS = frozenset("ijkln")  # may be free indices; t is a time step and stays a name (m_t, m_{t-1})
+FREE_LETTERS = frozenset("ijklnc")  # may be free indices; t is a time step and stays a name (m_t, m_{t-1})
 SPACES = {"\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "\\left", "\\right", "\\middle", "\\big",
           "\\Big", "\\bigg", "\\Bigg", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\biggl", "\\biggr", "\\Biggl",
           "\\Biggr", "\\displaystyle", "\\textstyle", "\\limits", "\\nolimits", "\\nonumber", "\\notag", "~",
@@ -402,7 +404,7 @@ NOT_EVALUABLE = {
     "cap": "a set intersection \\cap", "subset": "a subset \\subset", "subseteq": "a subset \\subseteq",
     "forall": "a quantifier \\forall", "exists": "a quantifier \\exists", "pm": "\\pm (two values)",
     "mp": "\\mp (two values)", "otimes": "a tensor product \\otimes", "oplus": "a direct sum \\oplus",
-    "binom": "a binomial coefficient \\binom", "choose": "a binomial coefficient \\choose",
+    "choose": "a binomial coefficient \\choose (write \\binom{n}{k})",
     "underset": "\\underset", "overset": "\\overset", "stackrel": "\\stackrel", "underbrace": "\\underbrace",
     "overbrace": "\\overbrace", "vdots": "a vertical ellipsis \\vdots", "ddots": "a diagonal ellipsis \\ddots",
     "emptyset": "the empty set", "varnothing": "the empty set", "Pr": "a probability \\Pr", "hbar": "\\hbar",
@@ -621,7 +623,7 @@ class _Parser:
             token = self.peek()
             if token in ("\\cdot", "\\times", "*", "\\ast"):
                 self.take()
-                factors.append(("*", self.factor()))
+                factors.append(("cdot" if token == "\\cdot" else "*", self.factor()))
             elif token == "/":
                 self.take()
                 factors.append(("/", self.factor()))
@@ -809,18 +811,20 @@ class _Parser:
         p: float | str = 2.0
         if self.peek() == "_":
             self.take()
-            text = "".join(t.text for t in self.group_tokens())
+            group = self.group_tokens()
+            text = "".join(t.text for t in group)
             p = {"\\infty": "inf", "F": "fro", "\\mathrm{F}": "fro", "\\text{F}": "fro"}.get(text, text)
             if isinstance(p, str) and p not in ("inf", "fro"):
-                if not NUMBER.fullmatch(p):
-                    raise LatexError(f"a norm with subscript _{{{text}}}: {self.quote(start)}")
-                p = float(p)
+                p = float(p) if NUMBER.fullmatch(p) else self.sub_expr(group, "in a norm's subscript")
         return Norm(inner, p, self.src(start))
 
     def postfix(self, node: Node, start: int) -> Node:
         """Scripts after a non-name (``(x - \\mu)^2``, ``\\|x\\|^2``, ``\\mathrm{softmax}(z)_i``)."""
-        while self.peek() in ("^", "_", "'"):
+        while self.peek() in ("^", "_", "'", "!"):
             token = self.take()
+            if token == "!":
+                node = Call("factorial", (node,), self.src(start), "!")
+                continue
             if token == "'":
                 raise LatexError(f"a prime on an expression: {self.quote(start)}")
             group = self.group_tokens()
@@ -846,10 +850,16 @@ class _Parser:
     def letters(self) -> Node:
         start = self.pos
         word = self.take()
+        primes = 0
+        while self.peek(primes) == "'":
+            primes += 1
+        if primes and self.state.lookup(word + "'" * primes) is not None:
+            self.pos += primes
+            return self.postfix(IndexValue(self.state.lookup(word + "'" * primes), word + "'" * primes), start)
         var = self.state.lookup(word)
         if var is not None and self.peek() not in ("_", "^", "'"):
             return self.postfix(IndexValue(var, word), start)  # the i of \beta^{t-i} inside \sum_i
-        if word in FUNCTIONS and len(word) > 2 and self.peek() in ("(", "_", "^", "'", "\\left"):
+        if word in FUNCTIONS and len(word) > 2 and self.peek() in ("(", "^", "'", "\\left"):
             return self.function(FUNCTIONS[word], word, start)
         if word == "e" and self.peek() not in ("_", "'", "("):
             return self.postfix(Const("e", "e"), start)  # always Euler's number: a loop variable e never leaks in
@@ -862,7 +872,7 @@ class _Parser:
         text = _plain_text(match["text"])
         prime = text.endswith("'")
         word = text.rstrip("'")
-        if word in FUNCTIONS:
+        if word in FUNCTIONS and not (self.peek() == "_" and FUNCTIONS[word] != "log"):
             return self.function(FUNCTIONS[word], word, start, primes=prime)
         if word in ARG_WORDS:
             return self.reduction(ARG_WORDS[word], start)
@@ -881,6 +891,9 @@ class _Parser:
             return self.postfix(self.fraction(start), start)
         if name == "sqrt":
             return self.postfix(self.square_root(start), start)
+        if name == "binom":
+            n, k = self.sub_expr(self.group_tokens(), "in \\binom"), self.sub_expr(self.group_tokens(), "in \\binom")
+            return self.postfix(Call("binom", (n, k), self.src(start), "\\binom"), start)
         if name in ("sum", "prod"):
             return self.big_operator(name, start)
         if name in ("max", "min") and self.peek() == "_":
@@ -903,7 +916,8 @@ class _Parser:
             return self.accent(ACCENTS[name], start)
         if name == "mathbb":
             return self.blackboard(start)
-        if name == "mathcal" and self.peek() == "{" and self.peek(1) in ("O", "N", "U") and self.peek(2) == "}":
+        if name == "mathcal" and self.peek() == "{" and self.peek(1) in ("O", "N", "U") and self.peek(2) == "}" \
+                and self.peek(3) == "(":
             letter = self.peek(1)
             what = {"O": "an asymptotic bound \\mathcal{O}(…)", "N": "a normal distribution \\mathcal{N}(…)",
                     "U": "a uniform distribution \\mathcal{U}(…)"}[letter]
@@ -956,11 +970,23 @@ class _Parser:
                 node = raw
         if isinstance(node, _RawSym):
             node = replace(node, src=self.src(start))
-            if self.peek() == "(" and power is None:
-                node = self.apply(node, start)
+            if power is None and (self.peek() == "(" or self.peek() == "[" and self.single_bracket()):
+                node = self.apply(node, start)  # f(x), \mathrm{Var}[X]; W [h, x] is a product with a vector
             if power is not None:
                 node = Pow(node, power, self.src(start))
         return self.postfix(node, start)
+
+    def single_bracket(self) -> bool:
+        """Does the ``[`` here hold one expression (``\\mathrm{Var}[X]``) rather than a list (``[h, x]``)?"""
+        depth = 0
+        for n in range(self.pos, len(self.tokens)):
+            text = self.tokens[n].text
+            depth += _depth_change(text)
+            if depth == 1 and text == ",":
+                return False
+            if depth == 0:
+                return True
+        return True
 
     def scripts(self) -> tuple[list[Token] | None, list[Token] | None, int]:
         sub = sup = None
@@ -1014,9 +1040,8 @@ class _Parser:
             return "sample", (part, power)
         if len(texts) == 1 and len(text) == 1 and text.isupper() and raw.base[:1].isupper():
             return "label", text  # W^O, W^Q: the output and query projections, not powers
-        if len(texts) == 1 and (texts[0].startswith("\\") and texts[0][1:] in GREEK or LETTERS.fullmatch(texts[0])):
-            if self.peek() == "(":
-                return "label", python_name(texts[0].lstrip("\\"))  # V^\theta(s): a superscripted name applied
+        if len(texts) == 1 and texts[0].startswith("\\") and texts[0][1:] in GREEK | {"pi"} and self.peek() == "(":
+            return "label", python_name(texts[0][1:])  # V^\theta(s), Q^\pi(s, a): a superscripted name applied
         return "power", self.sub_expr(group, "in a superscript")
 
     def parts(self, group: list[Token]) -> tuple[Part, ...]:
@@ -1081,21 +1106,33 @@ class _Parser:
     def index_exprs(self, piece: list[Token], paren: bool) -> tuple[IndexExpr, ...]:
         """The piece read as index positions, when every variable in it can be an index."""
         texts = [t.text for t in piece]
+        if not texts:
+            return ()
         if all(LETTERS.fullmatch(t) for t in texts) and (len(texts) > 1 or len(texts[0]) > 1):
             letters = list(texts[0]) if len(texts) == 1 and not paren else texts
             exprs = [self.index_var(letter, paren) for letter in letters]
             if all(exprs) and len(set(letters)) == len(letters) or len(letters) == 1 and exprs[0]:
-                return tuple(IndexExpr(var, letter) for var, letter in zip(exprs, letters))
+                return tuple(IndexExpr(var, letter) for var, letter in zip(exprs, letters, strict=False))
             if len(texts) == 1 and paren and exprs[0] is None:
                 return ()
-        match = _affine(texts)
-        if match is None:
+        terms = _affine(texts)
+        if terms is None:
             return ()
-        scale, letter, offset, shift = match
-        var = self.index_var(letter, paren)
-        if var is None:
+        offset, shift, variables = 0, [], []
+        for coefficient, name in terms:
+            var = self.index_var(name, paren) if name is not None else None
+            if name is None:
+                offset += coefficient
+            elif var is not None:
+                variables.append((var, name, coefficient))
+            elif coefficient == 1 and LETTERS.fullmatch(name):
+                shift.append(name)  # t in r_{t+k}: a bound number, not an index
+            else:
+                return ()
+        if not variables or variables[0][2] <= 0:
             return ()
-        return (IndexExpr(var, letter, scale, offset, shift),)
+        (var, letter, scale), *rest = variables
+        return (IndexExpr(var, letter, scale, offset, tuple(shift), tuple((v, c) for v, _, c in rest)),)
 
     def index_var(self, letter: str, paren: bool) -> str | None:
         bound = self.state.lookup(letter)
@@ -1107,6 +1144,8 @@ class _Parser:
 
     def apply(self, raw: _RawSym, start: int) -> Apply:
         args = self.arguments()
+        if any(isinstance(a, _Ellipsis) for a in args):  # P(w_1, \dots, w_T): one argument, the sequence
+            args = (self.written_out([(",", a) for a in args], "stack", start),)
         builtin = "sigmoid" if raw.base == "sigma" and not raw.parts and not raw.suffix and len(args) == 1 else None
         return Apply(_finish_raw_placeholder(raw), args, self.src(start), builtin)
 
@@ -1116,16 +1155,29 @@ class _Parser:
         saved = (self.in_arguments, self.in_bars)
         self.in_arguments, self.in_bars = True, 0
         try:
-            args = [self.expr()]
+            args = [self.argument()]
             while self.peek() in (",", "|", "\\mid", "\\|", ";", "\\Vert"):
-                self.take()
-                args.append(self.expr())
+                if self.take() in ("|", "\\mid") and self.peek() in ("|", "\\mid"):
+                    self.take()  # P \mid\mid Q, P || Q
+                args.append(self.argument())
         finally:
             self.in_arguments, self.in_bars = saved
         if self.peek() != closing:
             self.fail_leftover() if self.peek() is not None else self.take(closing)
         self.take(closing)
         return tuple(args)
+
+    def argument(self) -> Node:
+        """One argument; ``P(y = 1 \\mid x)`` holds a comparison."""
+        start = self.pos
+        node = self.expr()
+        if self.peek() in RELATIONS:
+            terms, ops = [node], []
+            while self.peek() in RELATIONS:
+                ops.append(RELATIONS[self.take()])
+                terms.append(self.expr())
+            node = Compare(tuple(ops), tuple(terms), self.src(start))
+        return node
 
     def accent(self, suffix: str, start: int) -> Node:
         group = self.group_tokens()
@@ -1259,7 +1311,7 @@ class _Parser:
             wrt = inner.factor()
             if not isinstance(wrt, _RawSym) or inner.peek() is not None:
                 raise LatexError(f"a gradient with respect to something that is not a symbol: {self.quote(start)}")
-        body = self.operand()
+        body = self.gradient_operand()
         transposed = isinstance(body, Transpose)
         if transposed:
             body = body.arg
@@ -1270,6 +1322,18 @@ class _Parser:
                 raise LatexError(f"\\nabla without a variable (write \\nabla_\\theta): {self.src(start)}")
         node: Node = Deriv(body, wrt, self.src(start))
         return Transpose(node, self.src(start)) if transposed else node
+
+    def gradient_operand(self) -> Node:
+        """``\\nabla_x \\frac{1}{2}\\|x\\|^2`` takes the product; ``\\nabla_x L^T \\delta`` is (∇L)ᵀ δ: a transposed
+        factor ends the operand."""
+        start = self.pos
+        node = self.factor()
+        while not isinstance(node, Transpose) and not (isinstance(node, BinOp) and isinstance(node.right, Transpose)) \
+                and self.starts_factor(self.peek()) and not self.starts_operator(self.peek()):
+            node = BinOp("*", node, self.factor(), self.src(start))
+        if isinstance(node, BinOp) and isinstance(node.right, Transpose):
+            return Transpose(BinOp("*", node.left, node.right.arg, node.src), node.src)
+        return node
 
     def square_root(self, start: int) -> Node:
         if self.peek() == "[":
@@ -1299,8 +1363,12 @@ class _Parser:
             args = self.arguments()
         else:
             args = (self.operand(),)
-        if func == "concat":
-            node: Node = Concat(args, self.src(start))
+        if any(isinstance(a, _Ellipsis) for a in args):
+            if func != "concat":
+                raise LatexError(f"an ellipsis among the arguments of {written}: {self.src(start)}")
+            node: Node = self.written_out([(",", a) for a in args], "concat", start)
+        elif func == "concat":
+            node = Concat(args, self.src(start))
         else:
             node = Call(func, args, self.src(start), written, base)
         if primes:
@@ -1341,7 +1409,7 @@ class _Parser:
         return self.bound_body(kind, letters, None, None, None, start, lambda: self.operand())
 
     def bound_body(self, kind, letters, lower, upper, start_value, start, read) -> Node:
-        variables = [(letter, f"{letter}#{next(self.state.counter)}") for letter in letters]
+        variables = [(letter, f"{letter.replace(chr(39), '_prime')}#{next(self.state.counter)}") for letter in letters]
         self.state.bound.extend(variables)
         try:
             body = read()
@@ -1359,11 +1427,16 @@ class _Parser:
             names, bound = texts[:at], group[at + 1:]
         else:
             names, bound = texts, []
-        letters = [t for t in names if t != ","]
+        letters: list[str] = []
+        for text in names:
+            if text == "'" and letters:
+                letters[-1] += "'"  # \max_{a'}
+            elif text != ",":
+                letters.append(text)
         for text in texts:
             if text in STOPPERS or text in ("\\sim", "\\neq", "\\ne", ":"):
                 raise LatexError(f"{construct} over a set or a condition ({text}): {self.quote(start)}")
-        if not letters or any(not LETTERS.fullmatch(letter) for letter in letters):
+        if not letters or any(not LETTERS.fullmatch(letter.rstrip("'")) for letter in letters):
             what = " ".join(names)
             raise LatexError(f"{construct} over {what}: an index must be a Latin letter (an optimisation over "
                              f"a continuous variable is not evaluated)")
@@ -1509,14 +1582,34 @@ def _text_word(token: str | None) -> str | None:
     return _plain_text(match["text"]) if match else token
 
 
-def _affine(texts: list[str]) -> tuple[int, str, int, tuple[str, ...]] | None:
-    """``2i+1`` → (2, "i", 1, ()); ``t+k`` with k the variable is resolved by the caller."""
-    match = re.fullmatch(r"(\d*)([A-Za-z]+)(?:([+-])(\d+))?", "".join(texts))
-    if match and (not match.group(1) or len(texts) >= 2):
-        scale = int(match.group(1) or 1)
-        offset = int(match.group(4) or 0) * (-1 if match.group(3) == "-" else 1)
-        return scale, match.group(2), offset, ()
-    return None
+def _affine(texts: list[str]) -> list[tuple[int, str | None]] | None:
+    """``2i+1`` → [(2, "i"), (1, None)]; ``t+k+1`` → [(1, "t"), (1, "k"), (1, None)]; None if not a sum of
+    terms (a coefficient, a letter or a word)."""
+    terms: list[tuple[int, str | None]] = []
+    sign, at = 1, 0
+    expect_term = True
+    while at < len(texts):
+        text = texts[at]
+        if text in ("+", "-") and (not expect_term or not terms and text == "-"):
+            sign = -1 if text == "-" else 1
+            expect_term = True
+            at += 1
+            continue
+        if not expect_term:
+            return None
+        if text.isdigit() and at + 1 < len(texts) and LETTERS.fullmatch(texts[at + 1]):
+            terms.append((sign * int(text), texts[at + 1]))
+            at += 2
+        elif text.isdigit():
+            terms.append((sign * int(text), None))
+            at += 1
+        elif LETTERS.fullmatch(text):
+            terms.append((sign, text))
+            at += 1
+        else:
+            return None
+        sign, expect_term = 1, False
+    return terms if terms and not expect_term else None
 
 
 def _derivative_kind(numerator: list[Token], denominator: list[Token]) -> str | None:
@@ -1571,7 +1664,7 @@ class _Slot:
 
 def _written_out(items, kind, state: _State, src: str) -> Node:
     ops = {op for op, _ in items[1:]} | ({items[0][0]} if kind == "sum" else set())
-    allowed = {"sum": {"+"}, "prod": {"*"}, "stack": {","}}[kind]
+    allowed = {"sum": {"+"}, "prod": {"*", "cdot"}, "stack": {","}, "concat": {","}}[kind]
     if not ops <= allowed:
         raise _NoPattern("the terms are not all joined by " + " ".join(sorted(allowed)))
     terms = [node for _, node in items]
@@ -1598,7 +1691,7 @@ def _written_out(items, kind, state: _State, src: str) -> Node:
     upper = _last_index(template, last, k0) if last is not None else None
     body = _symbolic(template, var)
     start = _first_subscript(template, k0)
-    reduce_kind = {"sum": "sum", "prod": "prod", "stack": "stack"}[kind]
+    reduce_kind = kind
     body = _with_src(_shift_var(body, var, -k0), src)
     return Reduce(reduce_kind, var, letter, Num(0.0), upper, body, src, start)
 
@@ -1627,13 +1720,13 @@ def _merge(a, b):
     if isinstance(a, _RawSym):
         if (a.base, a.suffix, len(a.parts)) != (b.base, b.suffix, len(b.parts)):
             raise _NoPattern("the symbols differ")
-        parts = tuple(_merge_part(p, q) for p, q in zip(a.parts, b.parts))
+        parts = tuple(_merge_part(p, q) for p, q in zip(a.parts, b.parts, strict=False))
         sample = None if a.sample is None and b.sample is None else _merge_part(a.sample, b.sample)
         return replace(a, parts=parts, sample=sample, src="")
     if isinstance(a, tuple):
         if len(a) != len(b):
             raise _NoPattern("different numbers of arguments")
-        return tuple(_merge(x, y) for x, y in zip(a, b))
+        return tuple(_merge(x, y) for x, y in zip(a, b, strict=False))
     if not isinstance(a, (*_NODE_TYPES, _Ellipsis)):
         if a != b:
             raise _NoPattern("the terms differ")
@@ -1680,13 +1773,13 @@ def _merge_to_last(a, b):
     if isinstance(a, _RawSym) and isinstance(b, _RawSym):
         if (a.base, a.suffix, len(a.parts)) != (b.base, b.suffix, len(b.parts)):
             raise _NoPattern("the symbols differ")
-        parts = tuple(p if p == q else _unit_slot(p) for p, q in zip(a.parts, b.parts))
+        parts = tuple(p if p == q else _unit_slot(p) for p, q in zip(a.parts, b.parts, strict=False))
         sample = a.sample if a.sample is None or a.sample == b.sample else _unit_slot(a.sample)
         return replace(a, parts=parts, sample=sample, src="")
     if type(a) is not type(b):
         raise _NoPattern("the terms differ in form")
     if isinstance(a, tuple):
-        return tuple(_merge_to_last(x, y) for x, y in zip(a, b))
+        return tuple(_merge_to_last(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, Num):
         if a.value != b.value:
             raise _NoPattern("a number changes between the first and the last term")
@@ -1741,7 +1834,7 @@ def _part_at(part, k: int) -> Part:
 
 
 def _simplify(node):
-    """``x^1`` → x, ``x^0`` → 1, ``1 \\cdot x`` → x: so that ``r_t`` is the pattern's term 0 of ``\\gamma^k r_{t+k}``."""
+    """``x^1`` → x, ``x^0`` → 1, ``1 \\cdot x`` → x: ``r_t`` is term 0 of the pattern ``\\gamma^k r_{t+k}``."""
     if isinstance(node, Pow) and isinstance(node.exponent, Num):
         if node.exponent.value == 1:
             return node.base
@@ -1813,13 +1906,13 @@ def _pair_slots(template, last, found: list) -> None:
     if isinstance(template, tuple):
         if not isinstance(last, tuple) or len(last) != len(template):
             raise _NoPattern("the last term differs in form")
-        for t, v in zip(template, last):
+        for t, v in zip(template, last, strict=False):
             _pair_slots(t, v, found)
         return
     if isinstance(template, _RawSym):
         if not isinstance(last, _RawSym) or len(last.parts) != len(template.parts):
             raise _NoPattern("the last term differs in form")
-        for t, v in zip(template.parts, last.parts):
+        for t, v in zip(template.parts, last.parts, strict=False):
             _pair_slots(t, v, found)
         if template.sample is not None:
             _pair_slots(template.sample, last.sample, found)
@@ -2003,6 +2096,8 @@ def _candidates_in_subscripts(node) -> set[str]:
 
 def _finalize(node, free: frozenset[str]):
     def change(n):
+        if isinstance(n, _Ellipsis):
+            raise LatexError(f"an ellipsis {n.src} outside a written-out sum or list")
         if isinstance(n, _RawSym):
             return _final_sym(n, free)
         if isinstance(n, Subscripted):
@@ -2290,15 +2385,30 @@ def _add(found: list[str], name: str) -> None:
 
 
 def definitions(formula: Formula) -> set[str]:
-    """Names that one equation's left side defines and another equation uses: bound by the formula itself."""
-    lhs_names = {eq.lhs.name: n for n, eq in enumerate(formula.equations) if isinstance(eq.lhs, Sym)}
+    """Names that one equation's left side defines and another equation uses: bound by the formula itself
+    (``y = b + c^\\top a \\quad \\text{where} \\quad a = \\sigma(Wx + b)``, ``\\mathrm{RMS}(a) = …``)."""
+    lhs_names = {}
+    for n, equation in enumerate(formula.equations):
+        name = defined_name(equation.lhs)
+        if name is not None:
+            lhs_names.setdefault(name, n)
     used: set[str] = set()
     for n, equation in enumerate(formula.equations):
         for side in equation.sides[1:]:
             for node in walk(side):
-                if isinstance(node, Sym) and lhs_names.get(node.name, n) != n:
-                    used.add(node.name)
+                name = node.target.name if isinstance(node, Apply) else node.name if isinstance(node, Sym) else None
+                if name is not None and lhs_names.get(name, n) != n:
+                    used.add(name)
     return used
+
+
+def defined_name(lhs: Node) -> str | None:
+    """The name a left side defines: a symbol, or a function written with its arguments (``\\mathrm{RMS}(a)``)."""
+    if isinstance(lhs, Sym):
+        return lhs.name
+    if isinstance(lhs, Apply) and not lhs.target.indices and lhs.target.sample is None and lhs.builtin is None:
+        return lhs.target.name
+    return None
 
 
 _NODE_TYPES = (Num, Const, Sym, IndexValue, Call, Apply, Prime, BinOp, Neg, Pow, Transpose, Reduce, Norm, Abs,
