@@ -253,8 +253,10 @@ class _Indices:
                 self.reduction(n)
             elif isinstance(n, Sym) and (n.indices or n.sample is not None):
                 self.symbol(n)
-            elif isinstance(n, Apply) and any(isinstance(a, IndexValue) for a in n.args):
+            elif isinstance(n, Apply) and any(_index_argument(a) is not None for a in n.args):
                 self.table(n)
+            elif isinstance(n, Apply) and _indexed_arguments(n):
+                self.like_arguments(n)
             elif isinstance(n, Subscripted):
                 self.subscripted(n)
             elif isinstance(n, IndexValue):
@@ -297,8 +299,9 @@ class _Indices:
                                f"{len(node.args)} arguments")
         select, exprs, dims = [], [], []
         for dim, arg in enumerate(node.args):
-            if isinstance(arg, IndexValue):
-                exprs.append(IndexExpr(arg.var, arg.src))
+            index = _index_argument(arg)
+            if index is not None:
+                exprs.append(IndexExpr(index.var, index.src))
                 dims.append(dim - len(select))
             else:
                 number = self.ev.integer_argument(arg)
@@ -313,6 +316,18 @@ class _Indices:
             self.names.setdefault(ix.var, ix.letter)
         self.occurrences.append(_Occurrence(node, tuple(exprs), tuple(shape), node.target.name, [tuple(dims)],
                                             node.src, tuple(select)))
+
+    def like_arguments(self, node: Apply) -> None:
+        """``p(x_i \\mid \\theta)`` with p a tensor of values: p is indexed as its argument is (p_i)."""
+        target = self.ev.raw(node.target.name)
+        if target is None or _is_function(target) or node.target.indices or node.target.sample is not None:
+            return
+        tensor = _as_tensor(target, node.target.src)
+        args = [a for a in node.args if isinstance(a, Sym) and (a.indices or a.sample is not None)]
+        exprs = tuple(ix for a in args for ix in ((a.sample,) if a.sample is not None else ()) + a.indices)
+        has_sample = args[0].sample is not None
+        self.add(node, exprs, tuple(tensor.shape), node.target.name, has_sample, isinstance(target, (list, tuple)),
+                 node.src)
 
     def subscripted(self, node: Subscripted) -> None:
         value = self.ev.evaluate(node.arg)
@@ -440,6 +455,13 @@ class _Checker:
                 self.definitions.setdefault(name, equation)
         self.defined: dict[str, object] = {}
         self.defining: set[str] = set()
+        self.calls: dict[str, set[str]] = {}  # each applied name → the argument lists it is written with
+        for equation in formula.equations:
+            for side in equation.sides:
+                for node in walk(side):
+                    if isinstance(node, Apply):
+                        args = ", ".join(" ".join(a.src.split()) for a in node.args)
+                        self.calls.setdefault(node.target.name, set()).add(f"{node.target.src}({args})")
 
     def is_definition(self, equation: Equation) -> bool:
         name = defined_name(equation.lhs)
@@ -614,6 +636,9 @@ class _Evaluation:
         layout = self.layouts.get(id(node))
         if layout is None:
             obj = self.raw(node.name)
+            if obj is None and node.letters and all(self.bound(letter) for letter in node.letters):
+                left, right = (self.symbol(Sym(letter, letter)) for letter in node.letters)
+                return self.multiply(BinOp("*", Sym(node.letters[0]), Sym(node.letters[1]), node.src), left, right)
             if obj is None:
                 raise FormulaError(self.missing(node))
             if _is_function(obj):
@@ -1084,7 +1109,11 @@ class _Evaluation:
             leaf = _as_tensor(obj, wrt.src).detach().clone().requires_grad_(True)
             inner = _Evaluation(self.checker, self.equation, {**self.overrides, name: leaf})
             inner.ranges, inner.layouts, inner.cache = self.ranges, self.layouts, self.cache
-            out = inner.evaluate(node.num)
+            function = self.raw(node.num.name) if isinstance(node.num, Sym) else None
+            if _is_function(function):  # \frac{df}{dx}: the function applied to its variable
+                out = inner.call_function(node.num, function, [Value(leaf)])
+            else:
+                out = inner.evaluate(node.num)
             if not out.data.requires_grad:
                 raise FormulaError(f"{node.src}: {_num_src(node)} does not depend on {wrt.src} through autograd; "
                                    f"in the block, set requires_grad=True on {name} before computing it")
@@ -1103,6 +1132,23 @@ class _Evaluation:
         if not out.axes and k == 0:
             return self.gather(grad, layout)
         return self.gather(grad, shifted, leading=out.axes)
+
+
+def _index_argument(node: Node) -> IndexValue | None:
+    """An argument that is an index: ``x`` in ``P(x)`` under ``\\sum_x``, or ``X = x`` in ``P(X = x)``."""
+    if isinstance(node, IndexValue):
+        return node
+    if isinstance(node, Compare) and node.ops == ("==",):
+        found = [t for t in node.terms if isinstance(t, IndexValue)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def _indexed_arguments(node: Apply) -> bool:
+    """Are the arguments indexed symbols, apart from given values (``p(x_i \\mid \\theta)``)?"""
+    indexed = [a for a in node.args if isinstance(a, Sym) and (a.indices or a.sample is not None)]
+    plain = [a for a in node.args if isinstance(a, Sym) and not a.indices and a.sample is None]
+    return bool(indexed) and len(indexed) + len(plain) == len(node.args)
 
 
 def _is_sequence(node: Node) -> bool:
@@ -1190,6 +1236,8 @@ def _builtin(node: Call, args: list[Value]) -> Value:
     if func in last:
         _arity(node, args, 1)
         value = args[0]
+        if not value.plain and len(value.axes) == 1:  # \mathrm{softmax}(x_i): component i of softmax(x)
+            return Value(last[func](value.data), value.axes)
         if not value.plain:
             raise FormulaError(f"`{node.src}`: {node.written} of a single number (it acts along a vector)")
         return Value(last[func](value.data), value.axes)
@@ -1323,6 +1371,9 @@ def _reference_node(evaluation: _Evaluation, lhs: Node) -> Node:
     if isinstance(lhs, Call) and lhs.written:
         for name in (lhs.written, lhs.func):
             if _is_tensor_binding(evaluation.raw(name)):
+                arg = lhs.args[0] if len(lhs.args) == 1 else None
+                if isinstance(arg, Sym) and (arg.indices or arg.sample is not None):
+                    return Sym(name, lhs.src, arg.indices, arg.sample)  # \mathrm{Softmax}(x_i): component i
                 return Sym(name, lhs.src)
     if isinstance(lhs, Subscripted) and isinstance(lhs.arg, Call):
         for name in (lhs.arg.written, lhs.arg.func):

@@ -49,7 +49,8 @@ class Token:
 
 def tokenize(text: str) -> list[Token]:
     """Split LaTeX into tokens. Three or more letters are one name (``Attention``, ``pos``); two upper-case letters
-    before ``_`` or ``(`` are one name (``PE_{…}``, ``LN(x)``); other letters stand alone (``QK`` is Q times K)."""
+    are one name (``TP``, ``PE_{…}``, ``LN(x)``; a product when the block binds the letters instead), except before
+    a superscript (``QK^T`` is Q times K transposed); other letters stand alone (``Wx`` is W times x)."""
     tokens = []
     for match in TOKEN.finditer(text):
         word, start = match.group(), match.start()
@@ -61,8 +62,8 @@ def tokenize(text: str) -> list[Token]:
 
 
 def _two_letter_name(word: str, text: str, end: int) -> bool:
-    following = text[end:].lstrip()[:1]
-    return len(word) == 2 and word.isupper() and following in ("_", "(")
+    following = text[end:][:1]
+    return len(word) == 2 and word.isupper() and following not in ("^", "'")
 
 
 # The expression tree -------------------------------------------------------------------------------------------
@@ -111,6 +112,7 @@ class Sym:
     sample: IndexExpr | None = None
     fallback: str | None = None
     joined: str | None = None  # every subscript as part of the name (b_i for the vector of the b_i)
+    letters: tuple[str, ...] = ()  # AB, TP: the product of the letters when the name itself is not bound
 
 
 @dataclass(frozen=True)
@@ -407,9 +409,8 @@ NOT_EVALUABLE = {
     "choose": "a binomial coefficient \\choose (write \\binom{n}{k})",
     "underset": "\\underset", "overset": "\\overset", "stackrel": "\\stackrel", "underbrace": "\\underbrace",
     "overbrace": "\\overbrace", "vdots": "a vertical ellipsis \\vdots", "ddots": "a diagonal ellipsis \\ddots",
-    "emptyset": "the empty set", "varnothing": "the empty set", "Pr": "a probability \\Pr", "hbar": "\\hbar",
+    "emptyset": "the empty set", "varnothing": "the empty set", "hbar": "\\hbar",
     "circledast": "a convolution", "star": "a convolution \\star", "ast": "a convolution \\ast",
-    "lfloor": "\\lfloor (write \\mathrm{floor}(x))", "lceil": "\\lceil (write \\mathrm{ceil}(x))",
     "mathbb": "\\mathbb",
 }
 STOPPERS = {  # tokens that end an expression, and what they are when one is left over
@@ -423,6 +424,8 @@ STOPPERS = {  # tokens that end an expression, and what they are when one is lef
     "\\\\": "a line break '\\\\' inside an expression", "\\ll": "an inequality (\\ll)", "\\gg": "an inequality (\\gg)",
     **{relation: f"an inequality ({relation}) is not an equation" for relation in RELATIONS if relation != "="},
 }
+CLOSERS = {"\\cdot", "\\times", "\\odot", "\\circ", "\\ast", "\\end", "\\rangle", "\\mid", "\\rVert", "\\rvert",
+           "\\rfloor", "\\rceil"}  # operators and closing brackets: they start no factor
 TRANSPOSE_MARKS = {"T", "\\top", "\\intercal", "\\mathsf{T}", "\\mathrm{T}", "\\text{T}", "\\mathsf"}
 STAR_MARKS = {"*", "\\ast", "\\star"}
 
@@ -433,7 +436,7 @@ def python_name(name: str) -> str:
 
 
 def _text_name(text: str, construct: str) -> str:
-    name = re.sub(r"[ \-]+", "_", text.strip())
+    name = re.sub(r"[ \-]+", "_", text.replace("\\_", "_").strip())
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise LatexError(f"{construct} is not a symbol or a known function")
     return name
@@ -466,6 +469,7 @@ class _RawSym:
     sample: Part | None = None
     suffix: tuple[str, ...] = ()
     plain: bool = True  # no scripts at all: may be an index variable used as a number (pos)
+    letters: tuple[str, ...] = ()  # TP: also the product T·P
 
 
 @dataclass(frozen=True)
@@ -479,6 +483,7 @@ class _State:
 
     bound: list[tuple[str, str]] = field(default_factory=list)  # (letter, variable), innermost last
     counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    lhs_letters: set[str] = field(default_factory=set)  # index candidates of the left side, once it is read
 
     def lookup(self, letter: str) -> str | None:
         for name, var in reversed(self.bound):
@@ -500,6 +505,13 @@ def reading_tokens(text: str) -> list[Token]:
             continue
         if token.text in ("\\left", "\\right", "\\middle") and n + 1 < len(raw) and raw[n + 1].text == ".":
             skip = 1
+            continue
+        if token.text == "." and [t.text for t in raw[n:n + 3]] == [".", ".", "."]:
+            tokens.append(Token("\\dots", token.start, raw[n + 2].end))  # a plain ... is an ellipsis
+            skip = 2
+            continue
+        if token.text == "…":
+            tokens.append(Token("\\dots", token.start, token.end))
             continue
         if token.text not in SPACES:
             tokens.append(token)
@@ -563,6 +575,10 @@ class _Parser:
             raise LatexError(f"the formula ends where an argument was expected: {self.quote_all()}")
         if self.peek() != "{":
             token = self.tokens[self.pos]
+            if token.text[1:] in FONTS | set(ACCENTS) and self.peek(1) == "{":  # \mu_\mathcal{B}
+                start = self.pos
+                self.pos += 1 + _group_length(self.tokens, self.pos + 1)
+                return self.tokens[start:self.pos]
             if NUMBER.fullmatch(token.text) and len(token.text) > 1 and token.text[0] != ".":
                 self.tokens[self.pos] = Token(token.text[1:], token.start + 1, token.end)
                 return [Token(token.text[0], token.start, token.start + 1)]
@@ -648,16 +664,33 @@ class _Parser:
         if token == "|":
             return not self.in_arguments and not self.in_bars
         if token in ("\\|", "\\Vert", "\\lVert"):
-            return not self.in_arguments
+            return not self.in_arguments or self.norm_follows()
         if token in ("(", "[", "{", "\\{", "\\langle", "\\lvert") or NUMBER.fullmatch(token) or token[0].isalpha():
             return True
         if TEXT_COMMAND.match(token):
             return _plain_text(TEXT_COMMAND.match(token)["text"]) not in WHERE_WORDS | OTHERWISE_WORDS | IF_WORDS
         if token in ELLIPSES:
             return True
-        return token.startswith("\\") and token[1:].isalpha() and token not in STOPPERS and token not in (
-            "\\cdot", "\\times", "\\odot", "\\circ", "\\ast", "\\end", "\\rangle", "\\mid", "\\rVert", "\\rvert",
-            *AND_WORDS, *OR_WORDS) and token[1:] not in ("rangle",)
+        return token.startswith("\\") and token[1:].isalpha() and token not in STOPPERS and token not in CLOSERS \
+            and token not in AND_WORDS | OR_WORDS
+
+    def norm_follows(self) -> bool:
+        """Inside ``f(…)``, is this ``\\|`` the start of a norm (``\\exp(-\\gamma \\|x - y\\|^2)``) rather than a
+        separator (``D(P \\| Q)``)? A norm's closing bar follows before the argument list ends."""
+        depth, bars = 0, 0
+        for n in range(self.pos, len(self.tokens)):
+            text = self.tokens[n].text
+            if text in ("(", "[", "{", "\\{"):
+                depth += 1
+            elif text in (")", "]", "}", "\\}"):
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0 and text in ("\\|", "\\Vert"):
+                bars += 1
+            elif depth == 0 and text == ",":
+                break
+        return bars >= 2 and bars % 2 == 0
 
     def factor(self) -> Node:
         if self.peek() == "-":
@@ -863,7 +896,8 @@ class _Parser:
             return self.function(FUNCTIONS[word], word, start)
         if word == "e" and self.peek() not in ("_", "'", "("):
             return self.postfix(Const("e", "e"), start)  # always Euler's number: a loop variable e never leaks in
-        return self.name(_RawSym(word, word), start)
+        pair = tuple(word) if len(word) == 2 and word.isupper() else ()
+        return self.name(_RawSym(word, word, letters=pair), start)
 
     def text_atom(self) -> Node:
         start = self.pos
@@ -891,6 +925,11 @@ class _Parser:
             return self.postfix(self.fraction(start), start)
         if name == "sqrt":
             return self.postfix(self.square_root(start), start)
+        if name in ("lfloor", "lceil"):
+            closing = "\\rfloor" if name == "lfloor" else "\\rceil"
+            inner = self.grouped(lambda: self.expr())
+            self.take(closing)
+            return self.postfix(Call(name[1:], (inner,), self.src(start), "\\" + name), start)
         if name == "binom":
             n, k = self.sub_expr(self.group_tokens(), "in \\binom"), self.sub_expr(self.group_tokens(), "in \\binom")
             return self.postfix(Call("binom", (n, k), self.src(start), "\\binom"), start)
@@ -910,7 +949,7 @@ class _Parser:
             if self.peek() in ("_", "^", "'", "(") and self.peek() != "^":
                 return self.name(_RawSym("pi", token), start)  # \pi_\theta, \pi(a|s): a policy, bound by name
             return self.postfix(Const("pi", token), start)
-        if name in GREEK:
+        if name in GREEK or name == "Pr":
             return self.name(_RawSym(name, token), start)
         if name in ACCENTS:
             return self.accent(ACCENTS[name], start)
@@ -1030,9 +1069,9 @@ class _Parser:
             return "label", "star"
         if len(texts) == 1 and TEXT_COMMAND.match(texts[0]):
             return "label", _text_name(TEXT_COMMAND.match(texts[0])["text"], texts[0])
-        sample = re.fullmatch(r"(\d*)\((.+)\)", text)
-        if sample and texts[-1] == ")":
-            opening = texts.index("(")
+        sample = re.fullmatch(r"(\d*)[(\[](.+)[)\]]", text)
+        if sample and texts[-1] in (")", "]") and (texts[-1] == ")") == ("(" in texts[:2]):
+            opening = texts.index("(" if texts[-1] == ")" else "[")
             inner = group[opening + 1:-1]
             written = "".join(t.text for t in inner)
             part = Part(self.piece_text(inner, text), self.index_exprs(inner, paren=True), written)
@@ -1138,8 +1177,8 @@ class _Parser:
         bound = self.state.lookup(letter)
         if bound is not None:
             return bound
-        if letter in FREE_LETTERS or paren and LETTERS.fullmatch(letter) and letter != "t":
-            return letter  # a candidate: it is an index only if it is free on both sides of the equation
+        if letter in FREE_LETTERS or (paren or len(letter) > 1) and LETTERS.fullmatch(letter) and letter != "t":
+            return letter  # a candidate: it is an index only if it is free on both sides of the equation (pos)
         return None
 
     def apply(self, raw: _RawSym, start: int) -> Apply:
@@ -1381,6 +1420,8 @@ class _Parser:
 
     def big_operator(self, kind: str, start: int) -> Node:
         sub, sup, _ = self.scripts()
+        if sub is None and sup is None:
+            return self.implicit_sum(kind, start)
         if sub is None:
             raise LatexError(f"\\{kind} without an index: {self.quote(start)}")
         letters, lower, start_value = self.sum_index(sub, f"\\{kind}", start)
@@ -1393,6 +1434,19 @@ class _Parser:
                 start_value = 0 if [t.text for t in sup][-2:] == ["-", "1"] else 1
                 lower = Num(float(start_value))
         return self.bound_body(kind, letters, lower, upper, start_value, start, lambda: self.term())
+
+    def implicit_sum(self, kind: str, start: int) -> Node:
+        """``\\bar{x} = \\frac{1}{n} \\sum x_i``: the sum runs over the one index letter of its summand that the
+        left side does not have."""
+        body = self.term()
+        letters = sorted(_candidates_in_subscripts(body) - self.state.lhs_letters)
+        if len(letters) != 1:
+            what = "no index letter" if not letters else "several index letters (" + ", ".join(letters) + ")"
+            raise LatexError(f"\\{kind} without an index, and its summand has {what}: write \\{kind}_i "
+                             f"({self.src(start)})")
+        letter = letters[0]
+        var = f"{letter}#{next(self.state.counter)}"
+        return Reduce(kind, var, letter, None, None, _bind_letter(body, letter, var), self.src(start))
 
     def reduction(self, kind: str, start: int) -> Node:
         """``\\max_i z_i``, ``\\min_{j} …``, ``\\arg\\max_i``: over an index variable."""
@@ -1422,6 +1476,8 @@ class _Parser:
     def sum_index(self, group: list[Token], construct: str, start: int):
         """``i=1`` → (["i"], 1, 1); ``i`` → (["i"], None, None); ``i,j`` → both."""
         texts = [t.text for t in group]
+        if "\\in" in texts:  # \sum_{x \in \mathcal{X}}: the set is the whole dimension x labels
+            texts = texts[:texts.index("\\in")]
         if "=" in texts:
             at = texts.index("=")
             names, bound = texts[:at], group[at + 1:]
@@ -1563,6 +1619,26 @@ class _Parser:
         except _NoPattern as exc:
             raise LatexError(f"the written-out {'sum' if kind == 'sum' else 'sequence'} {src} follows no "
                              f"pattern notevault can read ({exc})") from None
+
+
+def _bind_letter(body, letter: str, var: str):
+    """Make a free candidate letter of a summand the sum's own variable."""
+
+    def change(node):
+        if isinstance(node, _RawSym):
+            if node.plain and not node.parts and node.sample is None and not node.suffix and node.base == letter:
+                return IndexValue(var, letter)
+            parts = tuple(_rebind_part(p, letter, var) for p in node.parts)
+            sample = None if node.sample is None else _rebind_part(node.sample, letter, var)
+            return replace(node, parts=parts, sample=sample)
+        return node
+
+    return transform(body, change)
+
+
+def _rebind_part(part: Part, letter: str, var: str) -> Part:
+    exprs = tuple(replace(ix, var=var) if ix.var == letter else ix for ix in part.index)
+    return replace(part, index=exprs)
 
 
 def _join_words(words: list[str]) -> list[str]:
@@ -2033,22 +2109,68 @@ def parse_equation(text: str) -> Equation:
     if any(not side.strip() for side in sides):
         raise LatexError(f"an empty side in `{text.strip()}`")
     state = _State()
-    raw = [_Parser(side, state=state).whole() for side in sides]
+    raw = []
+    for side in sides:
+        raw.append(_Parser(side, state=state).whole())
+        if len(raw) == 1:
+            state.lhs_letters = _candidates_in_subscripts(raw[0])
     condition = _Parser(condition_text, state=state).whole_condition() if condition_text else None
     free = _free_indices(raw, condition)
     final = tuple(_finalize(side, free) for side in raw)
     final_condition = _finalize(condition, free) if condition is not None else None
     equation = Equation(final, text.strip(), tuple(sorted(free)), final_condition, _base(final))
     _check_indices(equation)
+    _check_not_update(equation)
     return equation
+
+
+def _check_not_update(equation: Equation) -> None:
+    """``\\theta = \\theta - \\alpha \\nabla J``: the left side is the old and the new value at once, an update
+    written with ``=``, not an equation that holds."""
+    lhs = equation.lhs
+    if not isinstance(lhs, Sym) or lhs.indices or lhs.sample is not None:
+        return
+    for side in equation.sides[1:]:
+        if side == lhs or not isinstance(side, Sym) and _uses_value(side, lhs.name):
+            raise LatexError(f"an update, not an equation: {lhs.src} is on both sides of `{_short(equation.src)}` "
+                             f"(write {lhs.src}_{{t+1}} = … {lhs.src}_t …)")
+
+
+def _uses_value(node, name: str) -> bool:
+    """Is ``name`` used as a value in ``node`` (not as a derivative's variable or a function's argument)?"""
+    if isinstance(node, Sym):
+        return node.name == name
+    if isinstance(node, Deriv):
+        return _uses_value(node.num, name) and not (isinstance(node.num, Apply) and node.wrt.name == name)
+    if isinstance(node, Apply):
+        return False
+    return any(_uses_value(child, name) for child in children(node))
+
+
+def _short(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 60 else flat[:59] + "…"
 
 
 def parse_formula(latex: str) -> Formula:
     """Every equation of a display formula (aligned lines, ``\\quad``-separated, ``\\text{where}`` clauses)."""
     parts = equations(latex)
     if not parts:
-        raise LatexError("an empty formula")
-    return Formula(tuple(parse_equation(part) for part in parts), latex)
+        raise LatexError("not an equation: nothing but text or annotations")
+    parsed = tuple(parse_equation(part) for part in parts)
+    if any(_plain_sigma(side) for equation in parsed for side in equation.sides):
+        parsed = tuple(replace(eq, sides=tuple(transform(side, _no_sigmoid) for side in eq.sides)) for eq in parsed)
+    return Formula(parsed, latex)
+
+
+def _plain_sigma(node) -> bool:
+    """Does the formula use ``\\sigma`` as a value (``\\frac{d\\sigma}{dx} = \\sigma(1 - \\sigma)``)?"""
+    targets = {id(n.target) for n in walk(node) if isinstance(n, Apply)}
+    return any(isinstance(n, Sym) and n.name == "sigma" and id(n) not in targets for n in walk(node))
+
+
+def _no_sigmoid(node):
+    return replace(node, builtin=None) if isinstance(node, Apply) and node.builtin == "sigmoid" else node
 
 
 def _free_indices(sides: list, condition) -> frozenset[str]:
@@ -2129,7 +2251,8 @@ def _final_sym(raw: _RawSym, free: frozenset[str]) -> Sym | IndexValue:
     joined = python_name("_".join((raw.base, *every, *raw.suffix))) if indices or sample else None
     if not name.isidentifier():
         raise LatexError(f"{raw.src} does not make a python name ({name})")
-    return Sym(name, raw.src, indices, sample, fallback, joined)
+    letters = raw.letters if raw.plain and not raw.parts and not raw.suffix else ()
+    return Sym(name, raw.src, indices, sample, fallback, joined, letters)
 
 
 def _base(sides) -> int:
@@ -2166,7 +2289,10 @@ def _indexes(node, var: str) -> bool:
             return True
         if isinstance(n, Subscripted) and any(ix.var == var for ix in n.indices):
             return True
-        if isinstance(n, Apply) and any(isinstance(a, IndexValue) and a.var == var for a in n.args):
+        if isinstance(n, Apply) and any(
+                isinstance(a, IndexValue) and a.var == var
+                or isinstance(a, Compare) and any(isinstance(t, IndexValue) and t.var == var for t in a.terms)
+                for a in n.args):
             return True
         if isinstance(n, Deriv) and (n.wrt.sample and n.wrt.sample.var == var or any(
                 ix.var == var for ix in n.wrt.indices)):
@@ -2353,30 +2479,31 @@ def _is_annotation(text: str) -> bool:
 
 def symbols(formula: Formula) -> list[str]:
     """The python names a check block must bind, in reading order: no constants, no built-in functions, no index
-    variables, and no name that another equation of the formula defines (``\\text{where}``, aligned lines)."""
+    variables, no name that another equation of the formula defines (``\\text{where}``, aligned lines), and no
+    argument of a left side's function unless it is used elsewhere (``\\Pr(y = 1 \\mid x)`` names the tensor Pr)."""
     defined = definitions(formula)
     found: list[str] = []
     for equation in formula.equations:
-        for side_number, side in enumerate(equation.sides):
-            if side_number == 0 and isinstance(side, Call):
-                _add(found, side.written)
-            for node in walk(side):
-                for name in _names_in(node):
-                    if name not in defined:
-                        _add(found, name)
-        if equation.condition is not None:
-            for node in walk(equation.condition):
-                for name in _names_in(node):
+        lhs = equation.lhs
+        if isinstance(lhs, Call):
+            _add(found, lhs.written)
+        skip = {id(a) for a in lhs.args} if isinstance(lhs, Apply) else set()
+        for side in (*equation.sides, *([equation.condition] if equation.condition is not None else [])):
+            for name in _names(side, skip):
+                if name not in defined:
                     _add(found, name)
     return found
 
 
-def _names_in(node) -> list[str]:
-    if isinstance(node, Apply) and node.builtin is not None:
+def _names(node, skip: set[int]) -> list[str]:
+    """The names bound by the block that a tree reads (a built-in ``\\sigma(…)`` reads none)."""
+    if id(node) in skip:
         return []
     if isinstance(node, Sym):
         return [node.name]
-    return []
+    if isinstance(node, Apply) and node.builtin is not None:
+        return [name for arg in node.args for name in _names(arg, skip)]
+    return [name for child in children(node) for name in _names(child, skip)]
 
 
 def _add(found: list[str], name: str) -> None:

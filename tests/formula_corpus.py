@@ -1605,3 +1605,261 @@ UNCHECKABLE: list[str] = [
     r"\text{核心思想：内部协变量偏移（Internal Covariate Shift）}",
     r"\mathrm{GELU}(x) \approx 0.5 x \left(1 + \tanh\left[\sqrt{2/\pi}\,(x + 0.044715 x^3)\right]\right)",
 ]
+
+
+# Notation variants: the same material as others write it --------------------------------------------------------
+
+@case("variants", r"\mathrm{MSE} = \frac{1}{N}\sum_{i=1}^N (y_i - \hat y_i)^2", r"\mathrm{MSE} = \frac{1}{N}\sum_{i=1}^N (y_i - \hat y_i)")
+def _():
+    y, y_hat = g(7), g(7)
+    return dict(y=y, y_hat=y_hat, N=7, MSE=F.mse_loss(y_hat, y))
+
+
+@case("variants", r"\bar{x}=\frac{1}{n}\sum x_i", r"\bar{x}=\frac{1}{n}\sum x_i^2")
+def _():
+    x = g(9)
+    return dict(x=x, n=9, x_bar=x.mean())
+
+
+@case("variants", r"H(X) = -\sum_{x\in\mathcal{X}} p(x)\log p(x)", r"H(X) = -\sum_{x\in\mathcal{X}} \log p(x)")
+def _():
+    p = probs(5)
+    return dict(p=p, H=-(p * p.log()).sum())
+
+
+@case("variants", r"\mu_\mathcal{B} = \frac{1}{m}\sum_{i=1}^{m} x_i", r"\mu_\mathcal{B} = \frac{1}{m}\sum_{i=2}^{m} x_i")
+def _():
+    x = g(8, 3)
+    return dict(x=x, m=8, mu_B=x.mean(0))
+
+
+@case("variants", r"\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma_\mathcal{B}^2+\epsilon}}",
+      r"\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma_\mathcal{B}+\epsilon}}")
+def _():
+    x = g(8, 3, scale=2)
+    return dict(x=x, mu_B=x.mean(0), sigma_B=x.std(0, unbiased=False), epsilon=1e-5,
+                x_hat=F.batch_norm(x, None, None, training=True, eps=1e-5))
+
+
+@case("variants", r"\eta_t = \eta_0 \cdot \text{decay\_rate}^{t / \text{decay\_steps}}",
+      r"\eta_t = \eta_0 \cdot \text{decay\_rate}^{t \cdot \text{decay\_steps}}")
+def _():
+    return dict(eta_0=0.1, decay_rate=0.96, t=250, decay_steps=100, eta_t=0.1 * 0.96 ** 2.5)
+
+
+@case("variants", r"\eta_t = \eta_0 \gamma^{\lfloor t / s \rfloor}", r"\eta_t = \eta_0 \gamma^{\lceil t / s \rceil}")
+def _():
+    lr = _lr_after(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), 7)
+    return dict(eta_0=0.1, gamma=0.5, t=7, s=3, eta_t=lr)
+
+
+@case("variants", r"\text{MultiHead}(Q,K,V) = \text{Concat}(\text{head}_1,...,\text{head}_h)W^O",
+      r"\text{MultiHead}(Q,K,V) = \text{Concat}(\text{head}_1,...,\text{head}_h)(W^O)^T")
+def _():
+    heads, w = [g(5, 4), g(5, 4)], g(8, 8)
+    return dict(head=heads, h=2, W_O=w, Q=g(5, 8), K=g(5, 8), V=g(5, 8), MultiHead=torch.cat(heads, -1) @ w)
+
+
+@case("variants", r"z^{[l]} = W^{[l]} a^{[l-1]} + b^{[l]}", r"z^{[l]} = W^{[l]} a^{[l]} + b^{[l]}")
+def _():
+    layers, width = 3, 4
+    w, b = g(layers + 1, width, width), g(layers + 1, width)
+    a = [g(width)]
+    z = [torch.zeros(width, dtype=D)]  # z^{[0]} does not exist: a placeholder keeps z^{[l]} at position l
+    for n in range(1, layers + 1):
+        z.append(w[n] @ a[-1] + b[n])
+        a.append(torch.tanh(z[-1]))
+    return dict(W=w, b=b, a=a, z=z)
+
+
+@case("variants", r"a^{[l]} = g^{[l]}(z^{[l]})", r"a^{[l]} = g^{[l]}(z^{[l-1]})")
+def _():
+    z = [g(3) for _ in range(3)]
+    functions = [torch.relu, torch.tanh, torch.sigmoid]
+    return dict(z=z, g=functions, a=[f(v) for f, v in zip(functions, z, strict=True)])
+
+
+@case("variants", r"\text{Accuracy} = \frac{TP + TN}{TP + TN + FP + FN}", r"\text{Accuracy} = \frac{TP}{TP + TN + FP + FN}")
+def _():
+    return dict(TP=40, TN=30, FP=20, FN=10, Accuracy=0.7)
+
+
+@case("variants", r"\text{Precision} = \frac{TP}{TP + FP}", r"\text{Precision} = \frac{TP}{TP + FN}")
+def _():
+    return dict(TP=40, FP=20, FN=10, Precision=40 / 60)
+
+
+@case("variants", r"C = AB", r"C = BA")
+def _():
+    a, b = g(3, 3), g(3, 3)
+    return dict(A=a, B=b, C=a @ b)
+
+
+@case("variants", r"\Pr(y=1|x) = \sigma(w^\top x)", r"\Pr(y=1|x) = \sigma(-w^\top x)")
+def _():
+    w, x = g(4), g(4)
+    return dict(w=w, x=x, Pr=torch.sigmoid(w @ x))
+
+
+@case("variants", r"\frac{d\sigma}{dx} = \sigma(1-\sigma)", r"\frac{d\sigma}{dx} = \sigma(1+\sigma)")
+def _():
+    x = grid().requires_grad_()
+    return dict(x=x, sigma=torch.sigmoid(x))
+
+
+@case("variants", r"\text{Softmax}(x_i) = \frac{\exp(x_i)}{\sum_j \exp(x_j)}", r"\text{Softmax}(x_i) = \frac{\exp(x_i)}{\sum_j x_j}")
+def _():
+    x = g(6)
+    return dict(x=x, Softmax=torch.softmax(x, 0))
+
+
+@case("variants", r"\text{softmax}(\mathbf{z})_i = \frac{e^{z_i}}{\sum_{j=1}^K e^{z_j}}",
+      r"\text{softmax}(\mathbf{z})_i = \frac{e^{z_i}}{\sum_{j=1}^K e^{-z_j}}")
+def _():
+    z = g(5)
+    return dict(z=z, K=5, softmax=torch.softmax(z, 0))
+
+
+@case("variants", r"Q = XW^Q, K = XW^K, V = XW^V", r"Q = XW^Q, K = XW^Q, V = XW^V")
+def _():
+    x, wq, wk, wv = g(5, 4), g(4, 3), g(4, 3), g(4, 3)
+    return dict(X=x, W_Q=wq, W_K=wk, W_V=wv, Q=x @ wq, K=x @ wk, V=x @ wv)
+
+
+@case("variants", r"y=\text{sign}(w^Tx+b)", r"y=\text{sign}(w^Tx-b)")
+def _():
+    w, x = g(3), g(3)
+    b = abs(float(w @ x)) + 0.3  # w^T x + b and w^T x - b have opposite signs
+    return dict(w=w, x=x, b=b, y=torch.sign(w @ x + b))
+
+
+@case("variants", r"J(\theta) = \frac{1}{2m}\sum_{i=1}^{m}(h_\theta(x^{(i)}) - y^{(i)})^2",
+      r"J(\theta) = \frac{1}{m}\sum_{i=1}^{m}(h_\theta(x^{(i)}) - y^{(i)})^2")
+def _():
+    theta, x, y = g(3), g(6, 3), g(6)
+    return dict(theta=theta, x=x, y=y, m=6, h_theta=lambda v: v @ theta, J=((x @ theta - y) ** 2).sum() / 12)
+
+
+@case("variants", r"\mu = \sum_x x \, P(X=x)", r"\mu = \sum_x P(X=x)")
+def _():
+    p = probs(5)
+    return dict(P=p, mu=(torch.arange(5, dtype=D) * p).sum())
+
+
+@case("variants", r"J = \sum_{i=1}^{n}\sum_{k=1}^{K} r_{ik}\|x_i - \mu_k\|^2", r"J = \sum_{i=1}^{n}\sum_{k=1}^{K} r_{ik}\|x_i - \mu_k\|")
+def _():
+    x, mu = g(6, 2), g(3, 2)
+    r = F.one_hot(torch.cdist(x, mu).argmin(1), 3).to(D)
+    return dict(x=x, mu=mu, r=r, n=6, K=3, J=(r * torch.cdist(x, mu) ** 2).sum())
+
+
+@case("variants", r"\mu_k = \frac{\sum_i r_{ik} x_i}{\sum_i r_{ik}}", r"\mu_k = \frac{\sum_i r_{ik} x_i}{\sum_k r_{ik}}")
+def _():
+    x = g(6, 2)
+    r = F.one_hot(torch.tensor([0, 1, 2, 0, 1, 2]), 3).to(D)
+    return dict(x=x, r=r, mu=(r.T @ x) / r.sum(0)[:, None])
+
+
+@case("variants", r"\text{FFN}(x) = \max(0, xW_1 + b_1)W_2 + b_2", r"\text{FFN}(x) = \max(0, xW_1 + b_1)W_2")
+def _():
+    x, w1, b1, w2, b2 = g(4, 3), g(3, 5), g(5), g(5, 3), g(3)
+    return dict(x=x, W_1=w1, b_1=b1, W_2=w2, b_2=b2, FFN=torch.relu(x @ w1 + b1) @ w2 + b2)
+
+
+@case("variants", r"\tilde{C}_t = \tanh(W_C \cdot [h_{t-1}, x_t] + b_C)", r"\tilde{C}_t = \tanh(W_C \cdot [x_t, h_{t-1}] + b_C)")
+def _():
+    w, h, x, b = g(3, 6), g(3), g(3), g(3)
+    return dict(W_C=w, h_prev=h, x_t=x, b_C=b, C_tilde_t=torch.tanh(w @ torch.cat([h, x]) + b))
+
+
+@case("variants", r"f(x) = \frac{1}{\sigma\sqrt{2\pi}} e^{-\frac{1}{2}\left(\frac{x-\mu}{\sigma}\right)^2}",
+      r"f(x) = \frac{1}{\sigma\sqrt{2\pi}} e^{-\left(\frac{x-\mu}{\sigma}\right)^2}")
+def _():
+    x = grid()
+    return dict(x=x, mu=-0.2, sigma=0.8, f=torch.distributions.Normal(-0.2, 0.8).log_prob(x).exp())
+
+
+@case("variants", r"\nabla f(x) = \left[\frac{\partial f}{\partial x_1}, \ldots, \frac{\partial f}{\partial x_n}\right]^T",
+      r"\nabla f(x) = \left[\frac{\partial f}{\partial x_1}, \ldots, \frac{\partial f}{\partial x_{n-1}}\right]^T")
+def _():
+    x = g(4)
+
+    def f(v):
+        return (v ** 3).sum()
+    return dict(x=x, n=4, f=f)
+
+
+@case("variants", r"\mathcal{L}(\theta) = \prod_{i=1}^{n} p(x_i \mid \theta)", r"\mathcal{L}(\theta) = \prod_{i=2}^{n} p(x_i \mid \theta)")
+def _():
+    x = g(12)
+    dens = torch.distributions.Normal(0.5, 1.0).log_prob(x).exp()
+    return dict(x=x, theta=0.5, p=dens, n=12, L=dens.prod())
+
+
+@case("variants", r"\log \mathcal{L}(\theta) = \sum_{i=1}^{n} \log p(x_i|\theta)", r"\log \mathcal{L}(\theta) = \sum_{i=1}^{n} p(x_i|\theta)")
+def _():
+    x = g(12)
+    dens = torch.distributions.Normal(0.5, 1.0).log_prob(x).exp()
+    return dict(x=x, theta=0.5, p=dens, n=12, L=dens.prod())
+
+
+@case("variants", r"D_{KL}(P||Q) = \sum_i P(i)\log\frac{P(i)}{Q(i)}", r"D_{KL}(P||Q) = \sum_i Q(i)\log\frac{P(i)}{Q(i)}")
+def _():
+    p, q = probs(6), probs(6)
+    return dict(P=p, Q=q, D_KL=(p * (p / q).log()).sum())
+
+
+@case("variants", r"K(x, y) = \exp(-\gamma\|x-y\|^2)", r"K(x, y) = \exp(-\gamma\|x-y\|)")
+def _():
+    x, y = g(4), g(4)
+    return dict(x=x, y=y, gamma=0.5, K=torch.exp(-0.5 * ((x - y) ** 2).sum()))
+
+
+@case("variants", r"K(x, y) = (x^\top y + c)^d", r"K(x, y) = (x^\top y)^d + c")
+def _():
+    x, y = g(4), g(4)
+    return dict(x=x, y=y, c=1.0, d=3, K=(x @ y + 1.0) ** 3)
+
+
+@case("variants", r"G = 1 - \sum_{k=1}^{K} p_k^2", r"G = 1 - \sum_{k=1}^{K} p_k")
+def _():
+    p = probs(4)
+    return dict(p=p, K=4, G=1 - (p ** 2).sum())
+
+
+@case("variants", r"\Sigma v = \lambda v", r"\Sigma v = \lambda^2 v")
+def _():
+    a = g(3, 3)
+    cov = a @ a.T
+    values, vectors = torch.linalg.eigh(cov)
+    return dict(Sigma=cov, v=vectors[:, -1], lambda_=values[-1])
+
+
+@case("variants", r"\text{score}(h_t, \bar{h}_s) = h_t^\top W \bar{h}_s", r"\text{score}(h_t, \bar{h}_s) = \bar{h}_s^\top W h_t")
+def _():
+    h, hs, w = g(3), g(3), g(3, 3)
+    return dict(h_t=h, h_bar_s=hs, W=w, score=h @ w @ hs)
+
+
+@case("variants", r"\theta_{t+1} = \theta_t - \eta \cdot \frac{\partial J}{\partial \theta}",
+      r"\theta_{t+1} = \theta_t - \eta \cdot \frac{\partial \theta}{\partial J}")
+def _():
+    theta = g(3).requires_grad_()
+    loss = (theta ** 2).sum()
+    return dict(theta=theta, J=loss, theta_t=theta.detach(), eta=0.1, theta_next=theta.detach() * 0.8)
+
+
+@case("variants", r"\frac{\partial}{\partial x}(x^2) = 2x", r"\frac{\partial}{\partial x}(x^2) = x")
+def _():
+    return dict(x=g(5))
+
+
+@case("variants", r"\sigma(x) = \frac{e^x}{1+e^x}", r"\sigma(x) = \frac{1}{1+e^x}")
+def _():
+    x = grid()
+    return dict(x=x, sigma=torch.sigmoid(x))
+
+
+@case("variants", r"PE_{pos,2i} = \sin(pos/10000^{2i/d_{model}})", r"PE_{pos,2i} = \sin(pos \cdot 10000^{2i/d_{model}})")
+def _():
+    return dict(PE=_positional(8, 6), d_model=6)
