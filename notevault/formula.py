@@ -76,6 +76,14 @@ class FormulaError(LatexError):
     """The formula cannot be evaluated on these bindings; the message names the LaTeX construct."""
 
 
+class ShapeMismatch(FormulaError):
+    """The formula's value and the reference have different shapes."""
+
+    def __init__(self, message: str, shapes: tuple[str, str]) -> None:
+        super().__init__(message)
+        self.shapes = shapes
+
+
 @dataclass(frozen=True)
 class Outcome:
     error: str | None
@@ -416,8 +424,16 @@ class _Indices:
         return count
 
     def conflict(self) -> str:
-        """Why no reading fits, in the note's own terms (with every subscript on its last dimensions)."""
-        combo = tuple(o.choices[0] for o in self.occurrences)
+        """Why no reading fits, in the note's own terms, for the reading that comes closest."""
+        options = [o.choices for o in self.occurrences]
+        combos = list(itertools.product(*options)) if math.prod(len(o) for o in options) <= 4096 else [
+            tuple(o[0] for o in options)]
+        best = min((self.problems(combo) for combo in combos), key=len)
+        return best[0] if best else "the indices do not fit the shapes of the bound tensors"
+
+    def problems(self, combo) -> list[str]:
+        """What goes wrong with each variable under one reading."""
+        found = []
         intervals = self.intervals(combo)
         for var in sorted(self.variables()):
             letter = self.names.get(var, var)
@@ -425,18 +441,19 @@ class _Indices:
             sizes = [(size, o.what) for _, _, size, o in items if size is not None]
             if len({s for s, _ in sizes}) > 1:
                 listed = ", ".join(f"{s} in `{what}`" for s, what in sizes)
-                return f"the index {letter} labels dimensions of different lengths: {listed}"
-            if var in self.fixed:
+                found.append(f"the index {letter} labels dimensions of different lengths: {listed}")
+            elif var in self.fixed:
                 low, high = self.fixed[var]
                 for a, b, _, o in items:
-                    if low < a or high > b:
-                        return (f"the index {letter} runs from {low} to {high} in `{self.where.get(var, '')}`, "
-                                f"beyond the entries of `{o.what}` (values {a} to {b} fit)")
-            if var in self.lower_only and not items:
-                return f"the written-out sum `{self.where.get(var, '')}` indexes nothing it could run over"
-            if items and max(a for a, _, _, _ in items) > min(b for _, b, _, _ in items):
-                return f"the index {letter} has no value that fits every tensor it subscripts"
-        return "the indices do not fit the shapes of the bound tensors"
+                    if high >= low and (low < a or high > b):
+                        found.append(f"the index {letter} runs from {low} to {high} in `{self.where.get(var, '')}`, "
+                                     f"beyond the entries of `{o.what}` (values {a} to {b} fit)")
+                        break
+            elif var in self.lower_only and not items:
+                found.append(f"the written-out sum `{self.where.get(var, '')}` indexes nothing it could run over")
+            elif items and max(a for a, _, _, _ in items) > min(b for _, b, _, _ in items):
+                found.append(f"the index {letter} has no value that fits every tensor it subscripts")
+        return found
 
 
 # Evaluation ----------------------------------------------------------------------------------------------------
@@ -551,7 +568,11 @@ class _Evaluation:
         """The binding an indexed symbol reads: its base name, else the name with its subscripts (b_i)."""
         import torch
 
-        for name in (node.name, node.joined):
+        exprs = ((node.sample,) if node.sample is not None else ()) + node.indices
+        # b_i inside \sum_i, with b a number bound elsewhere: the vector b_i is what the index walks; a free x_i
+        # with only x_i bound is the name x_i itself (Indices.symbol)
+        joined = node.joined if any(ix.bound for ix in exprs) else None
+        for name in (node.name, joined):
             if name is None:
                 continue
             obj = self.raw(name)
@@ -611,11 +632,12 @@ class _Evaluation:
         handler = self.handlers[type(node)]
         try:
             return handler(node)
-        except (LatexError, RecursionError):
+        except LatexError:
             raise
-        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise FormulaError(f"evaluating `{node.src}` failed: {reason}") from None
+        except Exception as exc:  # a user's function or torch: reported with the LaTeX it was evaluating
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            what = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+            raise FormulaError(f"evaluating `{_one_line(node.src)}` failed ({what})") from None
 
     def number(self, node: Num) -> Value:
         import torch
@@ -901,6 +923,10 @@ class _Evaluation:
                                  self.evaluate(node.args[0]))
         picks = [self.integer_argument(a) for a in node.args]
         if all(p is None for p in picks) or tensor.dim() < len(node.args):
+            calls = self.checker.calls.get(node.target.name, set())
+            if len(calls) > 1:
+                raise FormulaError(f"{node.target.src} is applied to different arguments ({', '.join(sorted(calls))})"
+                                   f": one tensor cannot be all of them; bind {node.target.name} as a function")
             return Value(tensor)  # L(\theta, x, y): the value the block computed
         index = tuple(slice(None) if p is None else p for p in picks)
         return Value(tensor[index])
@@ -1303,6 +1329,8 @@ def check_formula(latex: str, namespace: dict, *, rtol: float = 1e-5, atol: floa
             continue
         try:
             mismatch = _check_equation(checker, equation, rtol, atol, worst)
+        except ShapeMismatch as exc:
+            return Outcome(str(exc), shapes=exc.shapes)
         except LatexError as exc:
             return Outcome(f"cannot evaluate the formula: {exc}")
         if mismatch is not None:
@@ -1400,8 +1428,9 @@ def _comparable(equation: Equation, reference: Value, value: Value, mask: Value 
     ref = reference.data.detach()
     plain = value.plain if value.plain else reference.plain
     if value.plain and tuple(value.plain) != tuple(reference.plain):
-        raise FormulaError(f"shape mismatch in {_one_line(equation.src)}: formula gives {list(value.plain)}, "
-                           f"reference is {list(reference.plain)}")
+        shapes = (str(list(value.plain)), str(list(reference.plain)))
+        raise ShapeMismatch(f"shape mismatch in {_one_line(equation.src)}: formula gives {shapes[0]}, reference is "
+                            f"{shapes[1]}", shapes)
     val = _expand(value, reference.axes, len(plain)).detach()
     val = val.expand(ref.shape) if val.shape != ref.shape else val
     where = None
@@ -1422,10 +1451,12 @@ def _difference(ref, val, where, rtol: float, atol: float) -> tuple[float, float
     finite = torch.isfinite(ref)
     scale = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
     scale = scale if scale > 0 else 1.0
-    same_inf = torch.isinf(ref) & (ref == val)
-    diff = torch.where(same_inf, torch.zeros_like(ref), (val - ref).abs())
+    # an infinite (or NaN) reference entry is matched only by the same value: rtol · ∞ would accept anything
+    exact = ~finite & ((ref == val) | torch.isnan(ref) & torch.isnan(val))
+    off = torch.where(exact, torch.zeros_like(ref), torch.full_like(ref, math.inf))
+    diff = torch.where(finite, (val - ref).abs(), off)
     diff = torch.where(torch.isnan(diff), torch.full_like(diff, math.inf), diff)
-    allowed = atol * scale + rtol * ref.abs()
+    allowed = torch.where(finite, atol * scale + rtol * ref.abs(), torch.zeros_like(ref))
     close = bool((diff <= allowed).all())
     abs_err = float(diff.max())
     return abs_err, abs_err / scale, close

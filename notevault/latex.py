@@ -426,6 +426,13 @@ STOPPERS = {  # tokens that end an expression, and what they are when one is lef
 }
 CLOSERS = {"\\cdot", "\\times", "\\odot", "\\circ", "\\ast", "\\end", "\\rangle", "\\mid", "\\rVert", "\\rvert",
            "\\rfloor", "\\rceil"}  # operators and closing brackets: they start no factor
+STRAYS = {  # a token that cannot start a value, said in words
+    "_": "a subscript with nothing before it", "^": "a superscript with nothing before it",
+    "'": "a prime with nothing before it", ")": "an unbalanced ')'", "]": "an unbalanced ']'",
+    "}": "an unbalanced '}'", ",": "a comma outside a list or an argument list", "=": "an '=' inside a group",
+    "!": "a factorial with nothing before it", "/": "a division with nothing before it",
+    "\\rangle": "an unbalanced \\rangle", "\\right": "an unbalanced \\right",
+}
 TRANSPOSE_MARKS = {"T", "\\top", "\\intercal", "\\mathsf{T}", "\\mathrm{T}", "\\text{T}", "\\mathsf"}
 STAR_MARKS = {"*", "\\ast", "\\star"}
 
@@ -552,14 +559,18 @@ class _Parser:
         self.pos += 1
         return token
 
-    def quote(self, at: int, width: int = 24) -> str:
-        """The user's own LaTeX around token ``at``, to name the construct in a message."""
+    def quote(self, at: int, width: int = 40) -> str:
+        """The user's own LaTeX from token ``at`` on (up to ``width`` characters, cut between tokens), to name the
+        construct in a message."""
         if not self.tokens:
             return "``"
         at = min(max(at, 0), len(self.tokens) - 1)
-        start = self.tokens[at].start
-        snippet = self.text[max(0, start - 8):start + width].strip()
-        return f"`{snippet}`"
+        start, end = self.tokens[at].start, self.tokens[at].end
+        for token in self.tokens[at + 1:]:
+            if token.end - start > width:
+                return f"`{self.text[start:end].strip()}…`"
+            end = token.end
+        return f"`{self.text[start:end].strip()}`"
 
     def quote_all(self) -> str:
         return f"`{self.text.strip()}`"
@@ -587,7 +598,7 @@ class _Parser:
         start = self.pos
         self.pos += _group_length(self.tokens, self.pos)
         if self.tokens[self.pos - 1].text != "}" or self.pos - start < 2:
-            raise LatexError(f"an unclosed group {{ in {self.quote(start)}")
+            raise LatexError(f"an unclosed group {{ in {self.quote_all()}")
         return self.tokens[start + 1:self.pos - 1]
 
     def sub_parser(self, tokens: list[Token]) -> _Parser:
@@ -606,10 +617,10 @@ class _Parser:
 
     def fail_leftover(self):
         token = self.peek()
-        what = STOPPERS.get(token)
+        what = STOPPERS.get(token) or STRAYS.get(token)
         if what is None:
-            what = f"unexpected {token!r}" if token in (")", "]", "}", ",", "|", "\\|") else f"cannot read {token}"
-        raise LatexError(f"{what}: {self.quote(self.pos)}")
+            what = f"a stray {token}" if token in ("|", "\\|") else f"cannot read {token}"
+        raise LatexError(f"{what}: {self.quote(max(self.pos - 1, 0))}")  # with what comes before it
 
     # Expressions -----------------------------------------------------------------------------------------------
 
@@ -758,7 +769,8 @@ class _Parser:
             return self.text_atom()
         if token.startswith("\\"):
             return self.command()
-        raise LatexError(f"{STOPPERS.get(token, f'unexpected {token!r}')}: {self.quote(self.pos)}")
+        what = STOPPERS.get(token) or STRAYS.get(token) or f"cannot read {token}"
+        raise LatexError(f"{what}: {self.quote(self.pos)}")
 
     def grouped(self, read):
         """Read inside a group: a ``|`` there closes nothing outside it, and it is no argument list."""
@@ -2105,9 +2117,10 @@ def parse_equation(text: str) -> Equation:
         text, condition_text = text.split("\x00", 1)
     sides = split_sides(text)
     if len(sides) < 2:
-        raise LatexError(f"not an equation (no '='): `{text.strip()}`")
+        relation = next((STOPPERS[t.text] for t in tokenize(text) if t.text in STOPPERS and t.text != "&"), None)
+        raise LatexError(f"{relation or 'not an equation (no =)'}: `{_short(text)}`")
     if any(not side.strip() for side in sides):
-        raise LatexError(f"an empty side in `{text.strip()}`")
+        raise LatexError(f"an empty side in `{_short(text)}`")
     state = _State()
     raw = []
     for side in sides:
@@ -2139,7 +2152,7 @@ def _check_not_update(equation: Equation) -> None:
 def _uses_value(node, name: str) -> bool:
     """Is ``name`` used as a value in ``node`` (not as a derivative's variable or a function's argument)?"""
     if isinstance(node, Sym):
-        return node.name == name
+        return node.name == name and not node.indices and node.sample is None
     if isinstance(node, Deriv):
         return _uses_value(node.num, name) and not (isinstance(node.num, Apply) and node.wrt.name == name)
     if isinstance(node, Apply):
@@ -2485,8 +2498,8 @@ def symbols(formula: Formula) -> list[str]:
     found: list[str] = []
     for equation in formula.equations:
         lhs = equation.lhs
-        if isinstance(lhs, Call):
-            _add(found, lhs.written)
+        if isinstance(lhs, Call) or isinstance(lhs, Subscripted) and isinstance(lhs.arg, Call):
+            _add(found, (lhs if isinstance(lhs, Call) else lhs.arg).written)  # \mathrm{softmax}(z)_i: its reference
         skip = {id(a) for a in lhs.args} if isinstance(lhs, Apply) else set()
         for side in (*equation.sides, *([equation.condition] if equation.condition is not None else [])):
             for name in _names(side, skip):

@@ -406,8 +406,8 @@ def _():
     n, tau = 3, 0.5
     z = g(2 * n, 4)
     sim = F.cosine_similarity(z[:, None, :], z[None, :, :], dim=-1)
-    logits = (sim / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool), -math.inf)
-    return dict(z=z, N=n, tau=tau, L=-torch.log_softmax(logits, -1),
+    others = torch.logsumexp((sim / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool), -math.inf), -1)
+    return dict(z=z, N=n, tau=tau, L=others[:, None] - sim / tau,
                 sim=lambda a, b: F.cosine_similarity(a, b, dim=-1))
 
 
@@ -1609,7 +1609,8 @@ UNCHECKABLE: list[str] = [
 
 # Notation variants: the same material as others write it --------------------------------------------------------
 
-@case("variants", r"\mathrm{MSE} = \frac{1}{N}\sum_{i=1}^N (y_i - \hat y_i)^2", r"\mathrm{MSE} = \frac{1}{N}\sum_{i=1}^N (y_i - \hat y_i)")
+@case("variants", r"\mathrm{MSE} = \frac{1}{N}\sum_{i=1}^N (y_i - \hat y_i)^2",
+      r"\mathrm{MSE} = \frac{1}{N}\sum_{i=1}^N (y_i - \hat y_i)")
 def _():
     y, y_hat = g(7), g(7)
     return dict(y=y, y_hat=y_hat, N=7, MSE=F.mse_loss(y_hat, y))
@@ -1627,7 +1628,8 @@ def _():
     return dict(p=p, H=-(p * p.log()).sum())
 
 
-@case("variants", r"\mu_\mathcal{B} = \frac{1}{m}\sum_{i=1}^{m} x_i", r"\mu_\mathcal{B} = \frac{1}{m}\sum_{i=2}^{m} x_i")
+@case("variants", r"\mu_\mathcal{B} = \frac{1}{m}\sum_{i=1}^{m} x_i",
+      r"\mu_\mathcal{B} = \frac{1}{m}\sum_{i=2}^{m} x_i")
 def _():
     x = g(8, 3)
     return dict(x=x, m=8, mu_B=x.mean(0))
@@ -1679,7 +1681,8 @@ def _():
     return dict(z=z, g=functions, a=[f(v) for f, v in zip(functions, z, strict=True)])
 
 
-@case("variants", r"\text{Accuracy} = \frac{TP + TN}{TP + TN + FP + FN}", r"\text{Accuracy} = \frac{TP}{TP + TN + FP + FN}")
+@case("variants", r"\text{Accuracy} = \frac{TP + TN}{TP + TN + FP + FN}",
+      r"\text{Accuracy} = \frac{TP}{TP + TN + FP + FN}")
 def _():
     return dict(TP=40, TN=30, FP=20, FN=10, Accuracy=0.7)
 
@@ -1707,7 +1710,8 @@ def _():
     return dict(x=x, sigma=torch.sigmoid(x))
 
 
-@case("variants", r"\text{Softmax}(x_i) = \frac{\exp(x_i)}{\sum_j \exp(x_j)}", r"\text{Softmax}(x_i) = \frac{\exp(x_i)}{\sum_j x_j}")
+@case("variants", r"\text{Softmax}(x_i) = \frac{\exp(x_i)}{\sum_j \exp(x_j)}",
+      r"\text{Softmax}(x_i) = \frac{\exp(x_i)}{\sum_j x_j}")
 def _():
     x = g(6)
     return dict(x=x, Softmax=torch.softmax(x, 0))
@@ -1746,14 +1750,16 @@ def _():
     return dict(P=p, mu=(torch.arange(5, dtype=D) * p).sum())
 
 
-@case("variants", r"J = \sum_{i=1}^{n}\sum_{k=1}^{K} r_{ik}\|x_i - \mu_k\|^2", r"J = \sum_{i=1}^{n}\sum_{k=1}^{K} r_{ik}\|x_i - \mu_k\|")
+@case("variants", r"J = \sum_{i=1}^{n}\sum_{k=1}^{K} r_{ik}\|x_i - \mu_k\|^2",
+      r"J = \sum_{i=1}^{n}\sum_{k=1}^{K} r_{ik}\|x_i - \mu_k\|")
 def _():
     x, mu = g(6, 2), g(3, 2)
     r = F.one_hot(torch.cdist(x, mu).argmin(1), 3).to(D)
     return dict(x=x, mu=mu, r=r, n=6, K=3, J=(r * torch.cdist(x, mu) ** 2).sum())
 
 
-@case("variants", r"\mu_k = \frac{\sum_i r_{ik} x_i}{\sum_i r_{ik}}", r"\mu_k = \frac{\sum_i r_{ik} x_i}{\sum_k r_{ik}}")
+@case("variants", r"\mu_k = \frac{\sum_i r_{ik} x_i}{\sum_i r_{ik}}",
+      r"\mu_k = \frac{\sum_i r_{ik} x_i}{\sum_k r_{ik}}")
 def _():
     x = g(6, 2)
     r = F.one_hot(torch.tensor([0, 1, 2, 0, 1, 2]), 3).to(D)
@@ -1766,7 +1772,8 @@ def _():
     return dict(x=x, W_1=w1, b_1=b1, W_2=w2, b_2=b2, FFN=torch.relu(x @ w1 + b1) @ w2 + b2)
 
 
-@case("variants", r"\tilde{C}_t = \tanh(W_C \cdot [h_{t-1}, x_t] + b_C)", r"\tilde{C}_t = \tanh(W_C \cdot [x_t, h_{t-1}] + b_C)")
+@case("variants", r"\tilde{C}_t = \tanh(W_C \cdot [h_{t-1}, x_t] + b_C)",
+      r"\tilde{C}_t = \tanh(W_C \cdot [x_t, h_{t-1}] + b_C)")
 def _():
     w, h, x, b = g(3, 6), g(3), g(3), g(3)
     return dict(W_C=w, h_prev=h, x_t=x, b_C=b, C_tilde_t=torch.tanh(w @ torch.cat([h, x]) + b))
@@ -1779,7 +1786,9 @@ def _():
     return dict(x=x, mu=-0.2, sigma=0.8, f=torch.distributions.Normal(-0.2, 0.8).log_prob(x).exp())
 
 
-@case("variants", r"\nabla f(x) = \left[\frac{\partial f}{\partial x_1}, \ldots, \frac{\partial f}{\partial x_n}\right]^T",
+@case("variants",
+      r"\nabla f(x) = \left[\frac{\partial f}{\partial x_1}, \ldots, \frac{\partial f}{\partial "
+      r"x_n}\right]^T",
       r"\nabla f(x) = \left[\frac{\partial f}{\partial x_1}, \ldots, \frac{\partial f}{\partial x_{n-1}}\right]^T")
 def _():
     x = g(4)
@@ -1789,21 +1798,24 @@ def _():
     return dict(x=x, n=4, f=f)
 
 
-@case("variants", r"\mathcal{L}(\theta) = \prod_{i=1}^{n} p(x_i \mid \theta)", r"\mathcal{L}(\theta) = \prod_{i=2}^{n} p(x_i \mid \theta)")
+@case("variants", r"\mathcal{L}(\theta) = \prod_{i=1}^{n} p(x_i \mid \theta)",
+      r"\mathcal{L}(\theta) = \prod_{i=2}^{n} p(x_i \mid \theta)")
 def _():
     x = g(12)
     dens = torch.distributions.Normal(0.5, 1.0).log_prob(x).exp()
     return dict(x=x, theta=0.5, p=dens, n=12, L=dens.prod())
 
 
-@case("variants", r"\log \mathcal{L}(\theta) = \sum_{i=1}^{n} \log p(x_i|\theta)", r"\log \mathcal{L}(\theta) = \sum_{i=1}^{n} p(x_i|\theta)")
+@case("variants", r"\log \mathcal{L}(\theta) = \sum_{i=1}^{n} \log p(x_i|\theta)",
+      r"\log \mathcal{L}(\theta) = \sum_{i=1}^{n} p(x_i|\theta)")
 def _():
     x = g(12)
     dens = torch.distributions.Normal(0.5, 1.0).log_prob(x).exp()
     return dict(x=x, theta=0.5, p=dens, n=12, L=dens.prod())
 
 
-@case("variants", r"D_{KL}(P||Q) = \sum_i P(i)\log\frac{P(i)}{Q(i)}", r"D_{KL}(P||Q) = \sum_i Q(i)\log\frac{P(i)}{Q(i)}")
+@case("variants", r"D_{KL}(P||Q) = \sum_i P(i)\log\frac{P(i)}{Q(i)}",
+      r"D_{KL}(P||Q) = \sum_i Q(i)\log\frac{P(i)}{Q(i)}")
 def _():
     p, q = probs(6), probs(6)
     return dict(P=p, Q=q, D_KL=(p * (p / q).log()).sum())
@@ -1835,7 +1847,8 @@ def _():
     return dict(Sigma=cov, v=vectors[:, -1], lambda_=values[-1])
 
 
-@case("variants", r"\text{score}(h_t, \bar{h}_s) = h_t^\top W \bar{h}_s", r"\text{score}(h_t, \bar{h}_s) = \bar{h}_s^\top W h_t")
+@case("variants", r"\text{score}(h_t, \bar{h}_s) = h_t^\top W \bar{h}_s",
+      r"\text{score}(h_t, \bar{h}_s) = \bar{h}_s^\top W h_t")
 def _():
     h, hs, w = g(3), g(3), g(3, 3)
     return dict(h_t=h, h_bar_s=hs, W=w, score=h @ w @ hs)
@@ -1860,6 +1873,7 @@ def _():
     return dict(x=x, sigma=torch.sigmoid(x))
 
 
-@case("variants", r"PE_{pos,2i} = \sin(pos/10000^{2i/d_{model}})", r"PE_{pos,2i} = \sin(pos \cdot 10000^{2i/d_{model}})")
+@case("variants", r"PE_{pos,2i} = \sin(pos/10000^{2i/d_{model}})",
+      r"PE_{pos,2i} = \sin(pos \cdot 10000^{2i/d_{model}})")
 def _():
     return dict(PE=_positional(8, 6), d_model=6)
