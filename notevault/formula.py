@@ -569,10 +569,10 @@ class _Evaluation:
         import torch
 
         exprs = ((node.sample,) if node.sample is not None else ()) + node.indices
-        # b_i inside \sum_i, with b a number bound elsewhere: the vector b_i is what the index walks; a free x_i
-        # with only x_i bound is the name x_i itself (Indices.symbol)
+        # b_i inside \sum_i, with a vector b_i bound (and b a number): b_i is what the index walks; a free x_i with
+        # only x_i bound is the name x_i itself (Indices.symbol)
         joined = node.joined if any(ix.bound for ix in exprs) else None
-        for name in (node.name, joined):
+        for name in (joined, node.name):
             if name is None:
                 continue
             obj = self.raw(name)
@@ -810,7 +810,9 @@ class _Evaluation:
 
     def is_product(self, node: Node) -> bool:
         """Is this ``a (b)`` a product rather than a function applied (``a`` bound to a value)?"""
-        if not isinstance(node, Apply) or len(node.args) != 1 or isinstance(node.args[0], Sym) or node.builtin:
+        if not isinstance(node, Apply) or len(node.args) != 1 or node.builtin or id(node) in self.layouts:
+            return False
+        if isinstance(node.args[0], (Sym, IndexValue)) or _index_argument(node.args[0]) is not None:
             return False
         if _is_sequence(node.args[0]):
             return False

@@ -979,6 +979,8 @@ class _Parser:
             return self.font(start)
         if name == "nabla":
             return self.gradient(start)
+        if name == "partial":
+            return self.slash_derivative(start)
         if name == "langle":
             return self.postfix(self.inner_product(start), start)
         if name == "begin":
@@ -1352,6 +1354,18 @@ class _Parser:
         node = Deriv(body, variable, self.src(start))
         return node
 
+    def slash_derivative(self, start: int) -> Node:
+        """``\\partial\\ell/\\partial\\gamma``: a derivative written inline with a slash."""
+        numerator = self.factor()
+        if self.peek() != "/" or self.peek(1) != "\\partial":
+            raise LatexError(f"{NOT_EVALUABLE['partial']}: {self.quote(start)}")
+        self.take("/")
+        self.take("\\partial")
+        variable = self.factor()
+        if not isinstance(variable, _RawSym):
+            raise LatexError(f"a derivative with respect to something that is not a symbol: {self.src(start)}")
+        return self.postfix(Deriv(numerator, variable, self.src(start)), start)
+
     def gradient(self, start: int) -> Node:
         wrt = None
         if self.peek() == "^":
@@ -1629,8 +1643,9 @@ class _Parser:
         try:
             return _written_out(items, kind, self.state, src)
         except _NoPattern as exc:
-            raise LatexError(f"the written-out {'sum' if kind == 'sum' else 'sequence'} {src} follows no "
-                             f"pattern notevault can read ({exc})") from None
+            what = {"sum": "sum", "prod": "product"}.get(kind, "sequence")
+            raise LatexError(f"the written-out {what} `{_short(src)}` follows no pattern notevault can read ({exc})"
+                             ) from None
 
 
 def _bind_letter(body, letter: str, var: str):

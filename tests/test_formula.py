@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_vault, seed
+from seed_formulas import NOT_READ, SEED_FORMULAS
 
 from notevault.cli import main
 from notevault.formula import check_formula, describe
@@ -122,6 +123,23 @@ def test_attention_and_adam_from_the_seeds():
     for line in (253, 262, 268):
         assert_passes(seed_formula("002", line), names)
     assert_fails(seed_formula("002", 268).replace(r"\theta_t -", r"\theta_t +"), names)
+
+
+@pytest.mark.parametrize("case", SEED_FORMULAS, ids=lambda c: f"{c.note}:{c.line}:{c.index}")
+def test_every_numeric_seed_formula_checks(case):
+    latex = seed_formula(case.note, case.line, case.index)
+    assert describe(latex, None, case.line).evaluable
+    outcome = check_formula(latex, case.bind())
+    if case.expected == "pass":
+        assert outcome.error is None, outcome.error
+    else:
+        assert outcome.error.startswith("formula mismatch"), outcome.error
+
+
+def test_the_numeric_seed_formulas_not_read_yet_say_why():
+    for note, line, index in NOT_READ:
+        info = describe(seed_formula(note, line, index), None, line)
+        assert not info.evaluable and "follows no pattern" in info.reason
 
 
 # Indices -------------------------------------------------------------------------------------------------------
