@@ -379,6 +379,10 @@ class _Indices:
             for ix, dim in zip(occurrence.exprs, dims, strict=True):
                 if ix.others:
                     continue  # x_{i+k}: checked when it is evaluated
+                if ix.via is not None:  # p_{i, y_i}: i walks the entries of y
+                    length = len(self.ev.tensor(ix.via, f"{ix.via}_{ix.letter}"))
+                    found.setdefault(ix.var, []).append((self.ev.base, length - 1 + self.ev.base, length, occurrence))
+                    continue
                 size = occurrence.shape[dim]
                 shift = ix.offset + sum(self.ev.integer_name(name, occurrence.what) for name in ix.shift)
                 low = -((shift - self.ev.base) // ix.scale)  # ceil((base - shift) / scale)
@@ -493,14 +497,31 @@ class _Checker:
         self.defining.add(name)
         try:
             equation = self.definitions[name]
-            evaluation = _Evaluation(self, equation)
-            _Indices(evaluation).resolve(list(equation.sides[1:2]))
-            value = evaluation.evaluate(equation.sides[1])
-            tensor = _place_axes(value, equation.lhs) if isinstance(equation.lhs, Sym) else value.data
+            if isinstance(equation.lhs, Apply) and all(isinstance(a, Sym) for a in equation.lhs.args):
+                tensor = self.function(equation)
+            else:
+                evaluation = _Evaluation(self, equation)
+                _Indices(evaluation).resolve(list(equation.sides[1:2]))
+                value = evaluation.evaluate(equation.sides[1])
+                tensor = _place_axes(value, equation.lhs) if isinstance(equation.lhs, Sym) else value.data
         finally:
             self.defining.discard(name)
         self.defined[name] = tensor
         return tensor
+
+
+    def function(self, equation: Equation):
+        """``s(x) = \\frac{1}{1 + e^{-x}}``: a function of its written arguments, for ``s(z)`` and ``s'(x)``."""
+        parameters = [a.name for a in equation.lhs.args]
+
+        def defined(*args):
+            if len(args) != len(parameters):
+                raise FormulaError(f"{equation.lhs.src} takes {len(parameters)} argument(s), not {len(args)}")
+            evaluation = _Evaluation(self, equation, dict(zip(parameters, args, strict=True)))
+            _Indices(evaluation).resolve(list(equation.sides[1:2]))
+            return evaluation.evaluate(equation.sides[1]).data
+
+        return defined
 
 
 def _place_axes(value: Value, lhs: Sym):
@@ -713,6 +734,11 @@ class _Evaluation:
         """The entries an index expression reaches, shaped to broadcast over the variables in ``order``."""
         shift = ix.offset + sum(self.integer_name(n, name) for n in ix.shift) - self.base
         positions = self.positions_view(self.range_of(ix.var) * ix.scale, order.index(ix.var), len(order)) + shift
+        if ix.via is not None:  # the entries of an integer tensor, used as they are (0-based, as torch has them)
+            table = self.tensor(ix.via, f"{ix.via}_{ix.letter}")
+            if bool((table != table.round()).any()):
+                raise FormulaError(f"{ix.via}_{ix.letter} picks entries of {name}, but {ix.via} holds non-integers")
+            positions = table.round().long()[positions]
         for var, scale in ix.others:
             positions = positions + self.positions_view(self.range_of(var) * scale, order.index(var), len(order))
         if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= size):
@@ -1411,6 +1437,10 @@ def _reference_node(evaluation: _Evaluation, lhs: Node) -> Node:
                 return Sym(name, lhs.src, lhs.indices)
     if isinstance(lhs, Apply) and not lhs.target.indices and _is_tensor_binding(evaluation.raw(lhs.target.name)):
         return lhs.target
+    if isinstance(lhs, Subscripted) and isinstance(lhs.arg, Apply) and not lhs.arg.target.indices:
+        target = lhs.arg.target
+        if _is_tensor_binding(evaluation.raw(target.name)):
+            return Sym(target.name, lhs.src, lhs.indices)  # \sigma(z)_j = …: component j of the block's sigma
     return lhs
 
 

@@ -62,8 +62,10 @@ def tokenize(text: str) -> list[Token]:
 
 
 def _two_letter_name(word: str, text: str, end: int) -> bool:
-    following = text[end:][:1]
-    return len(word) == 2 and word.isupper() and following not in ("^", "'")
+    following = text[end:]
+    if following[:1] in ("^", "'") or re.match(r"_(?:[A-Za-z0-9]|\{[A-Za-z0-9]\})(?![A-Za-z0-9])", following):
+        return False  # QK^T, QW_i^Q: a product of two symbols (PE_{(pos, 2i)}, SS_{res} are names)
+    return len(word) == 2 and word.isupper()
 
 
 # The expression tree -------------------------------------------------------------------------------------------
@@ -80,6 +82,7 @@ class IndexExpr:
     offset: int = 0
     shift: tuple[str, ...] = ()
     others: tuple[tuple[str, int], ...] = ()
+    via: str | None = None  # p_{i, y_i}: the position is the integer y_i, read from the tensor y
 
     @property
     def bound(self) -> bool:
@@ -391,7 +394,8 @@ FUNCTION_COMMANDS = {"exp", "log", "ln", "sin", "cos", "tan", "sinh", "cosh", "t
 ARG_WORDS = {"argmax": "argmax", "argmin": "argmin"}
 WHERE_WORDS = {"where", "其中", "with", "here", "这里", "其中：", "where:", "s.t."}
 OTHERWISE_WORDS = {"otherwise", "else", "o.w.", "other", "elsewhere", "其他", "否则", "其它"}
-IF_WORDS = {"if", "when", "for", "若", "如果", "当"}
+IF_WORDS = {"if", "when", "若", "如果", "当"}
+FOR_WORDS = {"for", "forall", "for all", "对于", "对所有"}
 AND_WORDS = {"\\land", "\\wedge", "\\text{and}", "\\text{ and }"}
 OR_WORDS = {"\\lor", "\\vee", "\\text{or}", "\\text{ or }"}
 RELATIONS = {"<": "<", ">": ">", "\\lt": "<", "\\gt": ">", "\\le": "<=", "\\leq": "<=", "\\leqslant": "<=",
@@ -1148,6 +1152,8 @@ class _Parser:
                 words.append("_")
             elif text in ("{", "}", "'"):
                 words.append("prime" if text == "'" else "")
+            elif text == "_" and words:
+                words.append("_")  # \pi_{\theta_{old}} → pi_theta_old
             else:
                 what = STOPPERS.get(text, f"{text!r}")
                 raise LatexError(f"cannot read the subscript _{{{whole}}}: {what}")
@@ -1161,6 +1167,11 @@ class _Parser:
         texts = [t.text for t in piece]
         if not texts:
             return ()
+        indirect = [t for t in texts if t not in ("{", "}")]
+        if len(indirect) == 3 and indirect[1] == "_" and LETTERS.fullmatch(indirect[0]) and LETTERS.fullmatch(
+                indirect[2]):
+            var = self.index_var(indirect[2], paren)  # p_{i, y_i}: the entry y_i of the integer tensor y
+            return (IndexExpr(var, indirect[2], via=indirect[0]),) if var is not None else ()
         if all(LETTERS.fullmatch(t) for t in texts) and (len(texts) > 1 or len(texts[0]) > 1):
             letters = list(texts[0]) if len(texts) == 1 and not paren else texts
             exprs = [self.index_var(letter, paren) for letter in letters]
@@ -1199,6 +1210,8 @@ class _Parser:
         args = self.arguments()
         if any(isinstance(a, _Ellipsis) for a in args):  # P(w_1, \dots, w_T): one argument, the sequence
             args = (self.written_out([(",", a) for a in args], "stack", start),)
+        elif len(args) == 1 and isinstance(args[0], Reduce) and args[0].kind == "prod" and _is_pattern(args[0]):
+            args = (replace(args[0], kind="stack"),)  # P(w_1 w_2 \ldots w_N): the sequence, not its product
         builtin = "sigmoid" if raw.base == "sigma" and not raw.parts and not raw.suffix and len(args) == 1 else None
         return Apply(_finish_raw_placeholder(raw), args, self.src(start), builtin)
 
@@ -1603,7 +1616,8 @@ class _Parser:
 
     def whole_condition(self) -> Node | None:
         """A case's condition: ``x > 0``, ``\\text{if } |x| \\le \\delta``, ``\\text{otherwise}``."""
-        while self.peek() is not None and (self.peek() == "," or _text_word(self.peek()) in IF_WORDS):
+        while self.peek() is not None and (self.peek() == "," or (_text_word(self.peek()) or "").strip() in
+                                           IF_WORDS | FOR_WORDS):
             self.take()
         if self.peek() is None or _text_word(self.peek()) in OTHERWISE_WORDS:
             if self.peek() is not None:
@@ -1646,6 +1660,10 @@ class _Parser:
             what = {"sum": "sum", "prod": "product"}.get(kind, "sequence")
             raise LatexError(f"the written-out {what} `{_short(src)}` follows no pattern notevault can read ({exc})"
                              ) from None
+
+
+def _is_pattern(node: Reduce) -> bool:
+    return any(e in node.src for e in ELLIPSES) or "..." in node.src or "…" in node.src
 
 
 def _bind_letter(body, letter: str, var: str):
@@ -2421,13 +2439,17 @@ def _split_parts(line: str) -> list[str]:
 
 
 def _equation_follows(tokens: list[Token], at: int) -> bool:
+    """Does an equation, a condition or an annotation follow this top-level comma (before the next one)?"""
     depth = 0
+    first = _text_word(tokens[at + 1].text).strip() if at + 1 < len(tokens) else ""
+    if first in FOR_WORDS | IF_WORDS | OTHERWISE_WORDS:
+        return True
     for n in range(at + 1, len(tokens)):
         text = tokens[n].text
         depth += _depth_change(text)
         if depth == 0 and text == ",":
             return False
-        if depth == 0 and (_is_equals(tokens, n) or text in SEPARATORS):
+        if depth == 0 and (_is_equals(tokens, n) or text in SEPARATORS or text in ("\\sim", "\\in")):
             return True
     return False
 
@@ -2495,9 +2517,13 @@ def _is_condition(text: str) -> bool:
 
 
 def _is_annotation(text: str) -> bool:
-    """A part that states no value: only text (``\\text{(MSE)}``), or membership (``W \\in \\mathbb{R}^{n}``)."""
+    """A part that states no value: only text (``\\text{(MSE)}``), membership (``W \\in \\mathbb{R}^{n}``), a
+    distribution (``\\epsilon \\sim \\mathcal{N}(0, I)``) or a range (``\\text{for } j = 1, \\dots, K``)."""
     tokens = [t for t in reading_tokens(text) if t.text not in ("(", ")")]
     if tokens and all(TEXT_COMMAND.match(t.text) for t in tokens):
+        return True
+    first = _text_word(tokens[0].text).strip() if tokens else ""
+    if first in FOR_WORDS or tokens and tokens[0].text == "\\forall":
         return True
     return any(t.text in ("\\in", "\\forall", "\\sim") for t in tokens) and not any(
         t.text in EQUALS for t in tokens)
@@ -2513,8 +2539,11 @@ def symbols(formula: Formula) -> list[str]:
     found: list[str] = []
     for equation in formula.equations:
         lhs = equation.lhs
-        if isinstance(lhs, Call) or isinstance(lhs, Subscripted) and isinstance(lhs.arg, Call):
-            _add(found, (lhs if isinstance(lhs, Call) else lhs.arg).written)  # \mathrm{softmax}(z)_i: its reference
+        inner = lhs.arg if isinstance(lhs, Subscripted) else lhs
+        if isinstance(inner, Call):
+            _add(found, inner.written)  # \mathrm{softmax}(z)_i: the block's reference softmax
+        elif isinstance(inner, Apply) and inner.builtin is not None:
+            _add(found, inner.target.name)  # \sigma(z)_j on the left: the block's reference sigma
         skip = {id(a) for a in lhs.args} if isinstance(lhs, Apply) else set()
         for side in (*equation.sides, *([equation.condition] if equation.condition is not None else [])):
             for name in _names(side, skip):
