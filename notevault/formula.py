@@ -1031,7 +1031,13 @@ class _Evaluation:
                      value.axes)
 
     def absolute(self, node: Abs) -> Value:
+        """``|x|``; ``|\\Sigma|`` of an upper-case symbol bound to a square matrix is its determinant."""
+        import torch
+
         value = self.evaluate(node.arg)
+        square = len(value.plain) >= 2 and value.plain[-1] == value.plain[-2]
+        if square and isinstance(node.arg, Sym) and node.arg.name[:1].isupper():
+            return Value(torch.linalg.det(value.data), value.axes)
         return Value(value.data.abs(), value.axes, value.row)
 
     def concat(self, node: Concat) -> Value:

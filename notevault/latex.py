@@ -35,8 +35,9 @@ TEXT_COMMANDS = r"text|mathrm|operatorname\*?|textrm|textit|textbf|textsf|textno
 # \text{…}-like commands are one token with their words, so "\text{Effective learning rate}" keeps its spaces.
 TEXT_COMMAND = re.compile(rf"^\\(?P<command>{TEXT_COMMANDS})\s*\{{(?P<text>[^{{}}]*)\}}$")
 TOKEN = re.compile(
-    rf"\\(?:{TEXT_COMMANDS})\s*\{{[^{{}}]*\}}|\\[A-Za-z]+|\\.|[A-Za-z]+|\d+(?:\.\d+)?|\.\d+|\S", re.S)
-NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+    rf"\\(?:{TEXT_COMMANDS})\s*\{{[^{{}}]*\}}|\\[A-Za-z]+|\\.|\d+(?:\.\d+)?[eE][+-]?\d+|[A-Za-z]+|\d+(?:\.\d+)?"
+    r"|\.\d+|\S", re.S)
+NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+")  # 1e-8 is a number, not 1·e − 8
 LETTERS = re.compile(r"[A-Za-z]+")
 
 
@@ -594,7 +595,7 @@ class _Parser:
                 start = self.pos
                 self.pos += 1 + _group_length(self.tokens, self.pos + 1)
                 return self.tokens[start:self.pos]
-            if NUMBER.fullmatch(token.text) and len(token.text) > 1 and token.text[0] != ".":
+            if token.text.isdigit() and len(token.text) > 1:
                 self.tokens[self.pos] = Token(token.text[1:], token.start + 1, token.end)
                 return [Token(token.text[0], token.start, token.start + 1)]
             self.pos += 1
@@ -965,6 +966,10 @@ class _Parser:
             if self.peek() in ("_", "^", "'", "(") and self.peek() != "^":
                 return self.name(_RawSym("pi", token), start)  # \pi_\theta, \pi(a|s): a policy, bound by name
             return self.postfix(Const("pi", token), start)
+        if name == "Delta" and (self.peek() or "")[1:] in GREEK or name == "Delta" and LETTERS.fullmatch(
+                self.peek() or "") and len(self.peek()) == 1:
+            other = self.take().lstrip("\\")  # \Delta\theta, \Delta w: the change, one quantity
+            return self.name(_RawSym(f"Delta_{other}", self.src(start), letters=("Delta", other)), start)
         if name in GREEK or name == "Pr":
             return self.name(_RawSym(name, token), start)
         if name in ACCENTS:
@@ -979,6 +984,9 @@ class _Parser:
             raise LatexError(f"{what} is not a value: {self.quote(start)}")
         if name in ("mathbf", "boldsymbol", "bm") and self.peek() in ("1", "{") and self.is_indicator_one():
             return self.indicator(start)
+        if name == "mathop" and self.peek() == "{":
+            self.tokens[self.pos:self.pos + _group_length(self.tokens, self.pos)] = self.group_tokens_here()
+            return self.atom()
         if name in FONTS:
             return self.font(start)
         if name == "nabla":
@@ -1032,6 +1040,10 @@ class _Parser:
             if power is not None:
                 node = Pow(node, power, self.src(start))
         return self.postfix(node, start)
+
+    def group_tokens_here(self) -> list[Token]:
+        """The tokens inside the ``{…}`` group at the current position (``\\mathop{\\mathrm{argmax}}``)."""
+        return self.tokens[self.pos + 1:self.pos + _group_length(self.tokens, self.pos) - 1]
 
     def single_bracket(self) -> bool:
         """Does the ``[`` here hold one expression (``\\mathrm{Var}[X]``) rather than a list (``[h, x]``)?"""
@@ -1463,8 +1475,9 @@ class _Parser:
             return self.implicit_sum(kind, start)
         if sub is None:
             raise LatexError(f"\\{kind} without an index: {self.quote(start)}")
-        letters, lower, start_value = self.sum_index(sub, f"\\{kind}", start)
-        upper = None
+        letters, lower, upper, start_value = self.sum_index(sub, f"\\{kind}", start)
+        if sup is not None and upper is not None:
+            raise LatexError(f"two upper bounds on \\{kind}: {self.quote(start)}")
         if sup is not None:
             if "\\infty" in [t.text for t in sup]:
                 raise LatexError(f"an infinite \\{kind}: {self.quote(start)}")
@@ -1496,10 +1509,10 @@ class _Parser:
             raise LatexError(f"\\{kind} without an index: {self.quote(start)}")
         if sup is not None:
             raise LatexError(f"a superscript on \\{kind}: {self.quote(start)}")
-        letters, lower, start_value = self.sum_index(sub, f"\\{kind}", start)
-        if lower is not None:
-            raise LatexError(f"bounds on \\{kind}: {self.quote(start)}")
-        return self.bound_body(kind, letters, None, None, None, start, lambda: self.operand())
+        letters, lower, upper, start_value = self.sum_index(sub, f"\\{kind}", start)
+        if lower is not None and upper is None:
+            raise LatexError(f"a lower bound without an upper one on \\{kind}: {self.quote(start)}")
+        return self.bound_body(kind, letters, lower, upper, start_value, start, lambda: self.operand())
 
     def bound_body(self, kind, letters, lower, upper, start_value, start, read) -> Node:
         variables = [(letter, f"{letter.replace(chr(39), '_prime')}#{next(self.state.counter)}") for letter in letters]
@@ -1513,8 +1526,13 @@ class _Parser:
         return body
 
     def sum_index(self, group: list[Token], construct: str, start: int):
-        """``i=1`` → (["i"], 1, 1); ``i`` → (["i"], None, None); ``i,j`` → both."""
+        """``i=1`` → (["i"], 1, None, 1); ``i`` → (["i"], None, None, None); ``i,j`` → both; ``1 \\le i \\le n`` →
+        (["i"], 1, n, 1)."""
         texts = [t.text for t in group]
+        chain = _bounds_chain(group)
+        if chain is not None:  # \sum_{1 \le i \le n}
+            letter, low, high = chain
+            return [letter], self.sub_expr(low), self.sub_expr(high), _literal_start(low)
         if "\\in" in texts:  # \sum_{x \in \mathcal{X}}: the set is the whole dimension x labels
             texts = texts[:texts.index("\\in")]
         if "=" in texts:
@@ -1538,11 +1556,8 @@ class _Parser:
         lower = start_value = None
         if bound:
             lower = self.sub_expr(bound, f"in the bound of {construct}")
-            if isinstance(lower, Num) and lower.value in (0.0, 1.0):
-                start_value = int(lower.value)
-            elif isinstance(lower, Num):
-                start_value = 1
-        return letters, lower, start_value
+            start_value = _literal_start(bound)
+        return letters, lower, None, start_value
 
     def inner_product(self, start: int) -> Node:
         saved = self.in_arguments
@@ -1664,6 +1679,30 @@ class _Parser:
 
 def _is_pattern(node: Reduce) -> bool:
     return any(e in node.src for e in ELLIPSES) or "..." in node.src or "…" in node.src
+
+
+def _literal_start(tokens: list[Token]) -> int | None:
+    """A sum written from 0 counts from 0; from a literal 1 or more, from 1."""
+    texts = [t.text for t in tokens]
+    if len(texts) == 1 and texts[0].isdigit():
+        return 0 if texts[0] == "0" else 1
+    return None
+
+
+def _bounds_chain(group: list[Token]):
+    """``1 \\le i \\le n`` → ("i", [1], [n]); ``0 \\le i < n`` → ("i", [0], [n, -, 1])."""
+    texts = [t.text for t in group]
+    relations = [n for n, t in enumerate(texts) if t in ("<", "\\le", "\\leq", "\\lt")]
+    if len(relations) != 2 or relations[1] != relations[0] + 2 or not LETTERS.fullmatch(texts[relations[0] + 1]):
+        return None
+    low, high = group[:relations[0]], group[relations[1] + 1:]
+    if not low or not high:
+        return None
+    if texts[relations[0]] in ("<", "\\lt"):
+        low = [*low, Token("+", 0, 0), Token("1", 0, 0)]
+    if texts[relations[1]] in ("<", "\\lt"):
+        high = [*high, Token("-", 0, 0), Token("1", 0, 0)]
+    return texts[relations[0] + 1], low, high
 
 
 def _bind_letter(body, letter: str, var: str):

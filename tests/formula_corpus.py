@@ -1877,3 +1877,86 @@ def _():
       r"PE_{pos,2i} = \sin(pos \cdot 10000^{2i/d_{model}})")
 def _():
     return dict(PE=_positional(8, 6), d_model=6)
+
+
+@case("variants",
+      r"p(x) = "
+      r"\frac{1}{(2\pi)^{d/2}|\Sigma|^{1/2}}\exp\left(-\frac{1}{2}(x-\mu)^T\Sigma^{-1}(x-\mu)\right)",
+      r"p(x) = \frac{1}{(2\pi)^{d/2}|\Sigma|}\exp\left(-\frac{1}{2}(x-\mu)^T\Sigma^{-1}(x-\mu)\right)")
+def _():
+    a = g(3, 3)
+    cov = a @ a.T + torch.eye(3, dtype=D)
+    mu, x = g(3), g(3)
+    return dict(x=x, mu=mu, Sigma=cov, d=3, p=torch.distributions.MultivariateNormal(mu, cov).log_prob(x).exp())
+
+
+@case("variants", r"\hat{x} = \frac{x - \mu}{\sqrt{\sigma^2 + 1e-5}}",
+      r"\hat{x} = \frac{x - \mu}{\sqrt{\sigma^2} + 1e-5}")
+def _():
+    x = g(4, 3) * 0.01
+    return dict(x=x, mu=x.mean(0), sigma=x.std(0, unbiased=False),
+                x_hat=F.batch_norm(x, None, None, training=True, eps=1e-5))
+
+
+@case("variants", r"m = \max_{1 \le i \le n} z_i", r"m = \max_{1 \le i \le n-1} z_i")
+def _():
+    z = torch.tensor([0.3, -1.0, 0.1, 2.0], dtype=D)
+    return dict(z=z, n=4, m=2.0)
+
+
+@case("variants", r"\Delta \theta = -\eta \nabla_\theta L", r"\Delta \theta = \eta \nabla_\theta L")
+def _():
+    theta = g(3).requires_grad_()
+    loss = (theta ** 2).sum()
+    return dict(theta=theta, L=loss, eta=0.1, Delta_theta=-0.2 * theta.detach())
+
+
+@case("variants", r"\hat{y} = \mathop{\mathrm{argmax}}_k \, p_k", r"\hat{y} = \mathop{\mathrm{argmin}}_k \, p_k")
+def _():
+    p = probs(5)
+    return dict(p=p, y_hat=int(p.argmax()))
+
+
+@case("variants", r"s(x) = \frac{1}{1+\exp(-x)}, \quad s'(x) = s(x)(1-s(x))",
+      r"s(x) = \frac{1}{1+\exp(-x)}, \quad s'(x) = s(x)(1+s(x))")
+def _():
+    return dict(x=grid())
+
+
+@case("variants", r"\sigma(z)_j = \frac{e^{z_j}}{\sum_{k=1}^K e^{z_k}} \quad \text{for } j = 1, \dots, K",
+      r"\sigma(z)_j = \frac{e^{z_j}}{\sum_{k=1}^K e^{z_j}} \quad \text{for } j = 1, \dots, K")
+def _():
+    z = g(5)
+    return dict(z=z, K=5, sigma=torch.softmax(z, 0))
+
+
+@case("variants", r"z = \mu + \sigma \odot \epsilon, \epsilon \sim \mathcal{N}(0, I)",
+      r"z = \mu + \sigma^2 \odot \epsilon, \epsilon \sim \mathcal{N}(0, I)")
+def _():
+    mu, sigma, eps = g(4), torch.rand(4, dtype=D) + 0.5, g(4)
+    return dict(mu=mu, sigma=sigma, epsilon=eps, z=mu + sigma * eps)
+
+
+@case("variants", r"r_t(\theta) = \frac{\pi_\theta(a_t|s_t)}{\pi_{\theta_{old}}(a_t|s_t)}",
+      r"r_t(\theta) = \frac{\pi_{\theta_{old}}(a_t|s_t)}{\pi_\theta(a_t|s_t)}")
+def _():
+    new, old = torch.rand(6, dtype=D) + 0.1, torch.rand(6, dtype=D) + 0.1
+    return dict(pi_theta=new, pi_theta_old=old, r_t=new / old)
+
+
+@case("variants", r"\text{head}_i = \text{Attention}(QW_i^Q, KW_i^K, VW_i^V)",
+      r"\text{head}_i = \text{Attention}(QW_i^Q, KW_i^K, KW_i^V)")
+def _():
+    q, k, v = g(3, 5, 8).unbind(0)
+    wq, wk, wv = g(3, 2, 8, 4).unbind(0)
+
+    def attention(a, b, c):
+        return F.scaled_dot_product_attention(a, b, c)
+    return dict(Q=q, K=k, V=v, W_Q=wq, W_K=wk, W_V=wv, Attention=attention, head=attention(q @ wq, k @ wk, v @ wv))
+
+
+@case("variants", r"\mathrm{PPL}(W) = P(w_1 w_2 \ldots w_N)^{-\frac{1}{N}}",
+      r"\mathrm{PPL}(W) = P(w_1 w_2 \ldots w_N)^{\frac{1}{N}}")
+def _():
+    return dict(P=1e-6, N=4, w=torch.arange(4, dtype=D), PPL=1e-6 ** -0.25)
+
