@@ -1278,60 +1278,94 @@ def _elementwise_derivative(out: Value, leaf, src: str):
 # Built-in functions --------------------------------------------------------------------------------------------
 
 def _builtin(node: Call, args: list[Value]) -> Value:
+    """A built-in function of notevault.latex.FUNCTIONS, on evaluated arguments."""
+    evaluate = _builtins().get(node.func)
+    if evaluate is None:
+        raise FormulaError(f"`{node.src}`: the function {node.written} is not evaluated")
+    return evaluate(node, args)
+
+
+_BUILTINS: dict = {}
+
+
+def _builtins() -> dict:
+    """Canonical name → evaluation, built on first use (torch is imported then, not when the CLI loads this)."""
+    if _BUILTINS:
+        return _BUILTINS
     import torch
     import torch.nn.functional as F
 
-    unary = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan,
-             "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh, "arcsin": torch.asin, "arccos": torch.acos,
-             "arctan": torch.atan, "erf": torch.erf, "erfc": torch.erfc, "sqrt": torch.sqrt, "abs": torch.abs,
-             "floor": torch.floor, "ceil": torch.ceil, "sigmoid": torch.sigmoid, "relu": torch.relu,
-             "gelu": F.gelu, "silu": F.silu, "softplus": F.softplus, "sign": torch.sign}
-    last = {"softmax": lambda x: torch.softmax(x, -1), "log_softmax": lambda x: torch.log_softmax(x, -1),
-            "logsumexp": lambda x: torch.logsumexp(x, -1)}
-    func = node.func
-    if func in unary:
+    entrywise = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan,
+                 "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh, "arcsin": torch.asin,
+                 "arccos": torch.acos, "arctan": torch.atan, "erf": torch.erf, "erfc": torch.erfc, "sqrt": torch.sqrt,
+                 "abs": torch.abs, "floor": torch.floor, "ceil": torch.ceil, "sigmoid": torch.sigmoid,
+                 "relu": torch.relu, "gelu": F.gelu, "silu": F.silu, "softplus": F.softplus, "sign": torch.sign,
+                 "factorial": lambda x: torch.exp(torch.lgamma(x + 1))}
+    along = {"softmax": lambda x: torch.softmax(x, -1), "log_softmax": lambda x: torch.log_softmax(x, -1),
+             "logsumexp": lambda x: torch.logsumexp(x, -1)}
+    _BUILTINS.update({name: _entrywise(function) for name, function in entrywise.items()})
+    _BUILTINS.update({name: _along_vector(function) for name, function in along.items()})
+    _BUILTINS.update(max=_extremum(torch.maximum, torch.amax), min=_extremum(torch.minimum, torch.amin),
+                     clip=_clip, binom=_binomial, det=_matrix(torch.linalg.det),
+                     trace=_matrix(lambda m: m.diagonal(dim1=-2, dim2=-1).sum(-1)))
+    return _BUILTINS
+
+
+def _entrywise(function):
+    def evaluate(node: Call, args: list[Value]) -> Value:
+        _arity(node, args, 1)
+        return Value(function(args[0].data), args[0].axes, args[0].row)
+    return evaluate
+
+
+def _along_vector(function):
+    """softmax and friends act along the last dimension; ``\\mathrm{softmax}(x_i)`` along its one index."""
+    def evaluate(node: Call, args: list[Value]) -> Value:
         _arity(node, args, 1)
         value = args[0]
-        return Value(unary[func](value.data), value.axes, value.row)
-    if func in last:
-        _arity(node, args, 1)
-        value = args[0]
-        if not value.plain and len(value.axes) == 1:  # \mathrm{softmax}(x_i): component i of softmax(x)
-            return Value(last[func](value.data), value.axes)
-        if not value.plain:
+        if not value.plain and len(value.axes) != 1:
             raise FormulaError(f"`{node.src}`: {node.written} of a single number (it acts along a vector)")
-        return Value(last[func](value.data), value.axes)
-    if func in ("max", "min"):
+        return Value(function(value.data), value.axes)
+    return evaluate
+
+
+def _extremum(pairwise, reduce):
+    """``\\max(0, x)`` entrywise; ``\\max(x)`` of a vector, over its last dimension."""
+    def evaluate(node: Call, args: list[Value]) -> Value:
         if len(args) == 1:
-            value = args[0]
-            if not value.plain:
-                raise FormulaError(f"`{node.src}`: \\{func} of a single number")
-            return Value(value.data.amax(-1) if func == "max" else value.data.amin(-1), value.axes)
-        op = torch.maximum if func == "max" else torch.minimum
+            if not args[0].plain:
+                raise FormulaError(f"`{node.src}`: \\{node.func} of a single number")
+            return Value(reduce(args[0].data, -1), args[0].axes)
         result = args[0]
         for arg in args[1:]:
             _check_broadcast(node, result, arg)
-            result = _elementwise(op, result, arg)
+            result = _elementwise(pairwise, result, arg)
         return result
-    if func == "clip":
-        _arity(node, args, 3)
-        return _elementwise(lambda x, low, high: torch.minimum(torch.maximum(x, low), high), *args)
-    if func == "factorial":
+    return evaluate
+
+
+def _clip(node: Call, args: list[Value]) -> Value:
+    import torch
+
+    _arity(node, args, 3)
+    return _elementwise(lambda x, low, high: torch.minimum(torch.maximum(x, low), high), *args)
+
+
+def _binomial(node: Call, args: list[Value]) -> Value:
+    import torch
+
+    _arity(node, args, 2)
+    return _elementwise(lambda n, k: torch.exp(torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)),
+                        *args)
+
+
+def _matrix(function):
+    def evaluate(node: Call, args: list[Value]) -> Value:
         _arity(node, args, 1)
-        return Value(torch.exp(torch.lgamma(args[0].data + 1)), args[0].axes)
-    if func == "binom":
-        _arity(node, args, 2)
-        return _elementwise(lambda n, k: torch.exp(torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)),
-                            *args)
-    if func in ("det", "trace"):
-        _arity(node, args, 1)
-        value = args[0]
-        if len(value.plain) < 2:
+        if len(args[0].plain) < 2:
             raise FormulaError(f"`{node.src}`: {node.written} of something that is not a matrix")
-        if func == "det":
-            return Value(torch.linalg.det(value.data), value.axes)
-        return Value(value.data.diagonal(dim1=-2, dim2=-1).sum(-1), value.axes)
-    raise FormulaError(f"`{node.src}`: the function {node.written} is not evaluated")
+        return Value(function(args[0].data), args[0].axes)
+    return evaluate
 
 
 def _arity(node: Call, args: list, count: int) -> None:
@@ -1415,15 +1449,12 @@ def _evaluate_equation(evaluation: _Evaluation, equation: Equation, lhs: Node) -
 
 
 def _shape(data, evaluation: _Evaluation, lhs: Node) -> str:
-    """A compared tensor's shape as the reference has it (index axes back in their own dimensions)."""
+    """A compared tensor's shape as the reference has it: its index axes back in the dimensions they label."""
     layout = evaluation.layouts.get(id(lhs))
-    if layout is not None and layout.exprs and not layout.select and not layout.label and not layout.kronecker \
-            and len({ix.var for ix in layout.exprs}) == len(layout.exprs) == data.dim() - (
-            data.dim() - len(layout.exprs)) and not any(ix.others for ix in layout.exprs):
-        try:
-            data = data.movedim(list(range(len(layout.dims))), list(layout.dims))
-        except (RuntimeError, IndexError):
-            pass
+    plain_gather = layout is not None and layout.exprs and not (layout.select or layout.label or layout.kronecker)
+    if plain_gather and len({ix.var for ix in layout.exprs}) == len(layout.exprs) and not any(
+            ix.others or ix.via for ix in layout.exprs):
+        data = data.movedim(list(range(len(layout.dims))), list(layout.dims))
     return str(list(data.shape))
 
 

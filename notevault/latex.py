@@ -382,7 +382,7 @@ FUNCTIONS = {
     **{name: name for name in ("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "arcsin", "arccos",
                                "arctan", "erf", "erfc", "sqrt", "abs", "floor", "ceil", "det", "max", "min",
                                "sigmoid", "softmax", "softplus", "relu", "gelu", "silu", "sign", "clip",
-                               "logsumexp", "concat", "diag")},
+                               "logsumexp", "concat")},
     "ln": "log", "Log": "log", "Exp": "exp", "Tanh": "tanh", "Sigmoid": "sigmoid", "sigm": "sigmoid",
     "Softmax": "softmax", "SoftMax": "softmax", "Softplus": "softplus", "SoftPlus": "softplus", "ReLU": "relu",
     "Relu": "relu", "ReLu": "relu", "GELU": "gelu", "Gelu": "gelu", "SiLU": "silu", "Swish": "silu",
@@ -431,6 +431,14 @@ STOPPERS = {  # tokens that end an expression, and what they are when one is lef
 }
 CLOSERS = {"\\cdot", "\\times", "\\odot", "\\circ", "\\ast", "\\end", "\\rangle", "\\mid", "\\rVert", "\\rvert",
            "\\rfloor", "\\rceil"}  # operators and closing brackets: they start no factor
+READERS = {  # commands read by a method of their own (token, start → Node)
+    "frac": "fraction_command", "dfrac": "fraction_command", "tfrac": "fraction_command",
+    "cfrac": "fraction_command", "sqrt": "root_command", "lfloor": "floor", "lceil": "floor", "binom": "binomial",
+    "sum": "big_operator_command", "prod": "big_operator_command", "max": "extremum", "min": "extremum",
+    "arg": "arg_extremum", "pi": "pi", "Delta": "delta", "mathbb": "blackboard_command", "mathcal": "calligraphic",
+    "mathbf": "bold", "boldsymbol": "bold", "bm": "bold", "mathop": "operator_name", "nabla": "gradient_command",
+    "partial": "partial_command", "langle": "inner_command", "begin": "environment_command",
+}
 STRAYS = {  # a token that cannot start a value, said in words
     "_": "a subscript with nothing before it", "^": "a superscript with nothing before it",
     "'": "a prime with nothing before it", ")": "an unbalanced ')'", "]": "an unbalanced ']'",
@@ -938,70 +946,98 @@ class _Parser:
         start = self.pos
         token = self.take()
         name = token[1:]
-        if name in ("frac", "dfrac", "tfrac", "cfrac"):
-            return self.postfix(self.fraction(start), start)
-        if name == "sqrt":
-            return self.postfix(self.square_root(start), start)
-        if name in ("lfloor", "lceil"):
-            closing = "\\rfloor" if name == "lfloor" else "\\rceil"
-            inner = self.grouped(lambda: self.expr())
-            self.take(closing)
-            return self.postfix(Call(name[1:], (inner,), self.src(start), "\\" + name), start)
-        if name == "binom":
-            n, k = self.sub_expr(self.group_tokens(), "in \\binom"), self.sub_expr(self.group_tokens(), "in \\binom")
-            return self.postfix(Call("binom", (n, k), self.src(start), "\\binom"), start)
-        if name in ("sum", "prod"):
-            return self.big_operator(name, start)
-        if name in ("max", "min") and self.peek() == "_":
-            return self.reduction(name, start)
-        if name == "arg":
-            following = self.peek()
-            if following in ("\\max", "\\min"):
-                self.take()
-                return self.reduction("arg" + following[1:], start)
-            raise LatexError(f"\\arg without \\max or \\min: {self.quote(start)}")
+        reader = READERS.get(name)
+        if reader is not None:
+            return getattr(self, reader)(token, start)
         if name in FUNCTION_COMMANDS:
             return self.function(FUNCTIONS.get(name, "sign" if name == "sgn" else name), name, start)
-        if name == "pi":
-            if self.peek() in ("_", "^", "'", "(") and self.peek() != "^":
-                return self.name(_RawSym("pi", token), start)  # \pi_\theta, \pi(a|s): a policy, bound by name
-            return self.postfix(Const("pi", token), start)
-        if name == "Delta" and (self.peek() or "")[1:] in GREEK or name == "Delta" and LETTERS.fullmatch(
-                self.peek() or "") and len(self.peek()) == 1:
-            other = self.take().lstrip("\\")  # \Delta\theta, \Delta w: the change, one quantity
-            return self.name(_RawSym(f"Delta_{other}", self.src(start), letters=("Delta", other)), start)
         if name in GREEK or name == "Pr":
             return self.name(_RawSym(name, token), start)
         if name in ACCENTS:
             return self.accent(ACCENTS[name], start)
-        if name == "mathbb":
-            return self.blackboard(start)
-        if name == "mathcal" and self.peek() == "{" and self.peek(1) in ("O", "N", "U") and self.peek(2) == "}" \
-                and self.peek(3) == "(":
-            letter = self.peek(1)
-            what = {"O": "an asymptotic bound \\mathcal{O}(…)", "N": "a normal distribution \\mathcal{N}(…)",
-                    "U": "a uniform distribution \\mathcal{U}(…)"}[letter]
-            raise LatexError(f"{what} is not a value: {self.quote(start)}")
-        if name in ("mathbf", "boldsymbol", "bm") and self.peek() in ("1", "{") and self.is_indicator_one():
-            return self.indicator(start)
-        if name == "mathop" and self.peek() == "{":
-            self.tokens[self.pos:self.pos + _group_length(self.tokens, self.pos)] = self.group_tokens_here()
-            return self.atom()
         if name in FONTS:
             return self.font(start)
-        if name == "nabla":
-            return self.gradient(start)
-        if name == "partial":
-            return self.slash_derivative(start)
-        if name == "langle":
-            return self.postfix(self.inner_product(start), start)
-        if name == "begin":
-            return self.postfix(self.environment(start), start)
         if name in NOT_EVALUABLE:
             raise LatexError(f"{NOT_EVALUABLE[name]}: {self.quote(start)}")
         if token in STOPPERS:
             raise LatexError(f"{STOPPERS[token]}: {self.quote(start)}")
         raise LatexError(f"unknown command {token}: {self.quote(start)}")
+
+    def fraction_command(self, token: str, start: int) -> Node:
+        return self.postfix(self.fraction(start), start)
+
+    def root_command(self, token: str, start: int) -> Node:
+        return self.postfix(self.square_root(start), start)
+
+    def big_operator_command(self, token: str, start: int) -> Node:
+        return self.big_operator(token[1:], start)
+
+    def blackboard_command(self, token: str, start: int) -> Node:
+        return self.blackboard(start)
+
+    def gradient_command(self, token: str, start: int) -> Node:
+        return self.gradient(start)
+
+    def partial_command(self, token: str, start: int) -> Node:
+        return self.slash_derivative(start)
+
+    def inner_command(self, token: str, start: int) -> Node:
+        return self.postfix(self.inner_product(start), start)
+
+    def environment_command(self, token: str, start: int) -> Node:
+        return self.postfix(self.environment(start), start)
+
+    def floor(self, token: str, start: int) -> Node:
+        closing = "\\rfloor" if token == "\\lfloor" else "\\rceil"
+        inner = self.grouped(lambda: self.expr())
+        self.take(closing)
+        return self.postfix(Call(token[2:], (inner,), self.src(start), token), start)
+
+    def binomial(self, token: str, start: int) -> Node:
+        n, k = self.sub_expr(self.group_tokens(), "in \\binom"), self.sub_expr(self.group_tokens(), "in \\binom")
+        return self.postfix(Call("binom", (n, k), self.src(start), token), start)
+
+    def extremum(self, token: str, start: int) -> Node:
+        if self.peek() == "_":
+            return self.reduction(token[1:], start)  # \max_i z_i
+        return self.function(token[1:], token[1:], start)  # \max(0, x)
+
+    def arg_extremum(self, token: str, start: int) -> Node:
+        following = self.peek()
+        if following not in ("\\max", "\\min"):
+            raise LatexError(f"\\arg without \\max or \\min: {self.quote(start)}")
+        self.take()
+        return self.reduction("arg" + following[1:], start)
+
+    def pi(self, token: str, start: int) -> Node:
+        if self.peek() in ("_", "'", "("):
+            return self.name(_RawSym("pi", token), start)  # \pi_\theta, \pi(a|s): a policy, bound by name
+        return self.postfix(Const("pi", token), start)
+
+    def delta(self, token: str, start: int) -> Node:
+        following = self.peek() or ""
+        if following[1:] in GREEK or LETTERS.fullmatch(following) and len(following) == 1:
+            other = self.take().lstrip("\\")  # \Delta\theta, \Delta w: the change, one quantity
+            return self.name(_RawSym(f"Delta_{other}", self.src(start), letters=("Delta", other)), start)
+        return self.name(_RawSym("Delta", token), start)
+
+    def calligraphic(self, token: str, start: int) -> Node:
+        if self.peek() == "{" and self.peek(1) in ("O", "N", "U") and self.peek(2) == "}" and self.peek(3) == "(":
+            what = {"O": "an asymptotic bound \\mathcal{O}(…)", "N": "a normal distribution \\mathcal{N}(…)",
+                    "U": "a uniform distribution \\mathcal{U}(…)"}[self.peek(1)]
+            raise LatexError(f"{what} is not a value: {self.quote(start)}")
+        return self.font(start)
+
+    def bold(self, token: str, start: int) -> Node:
+        if self.peek() in ("1", "{") and self.is_indicator_one():
+            return self.indicator(start)  # \mathbf{1}\{y = k\}
+        return self.font(start)
+
+    def operator_name(self, token: str, start: int) -> Node:
+        if self.peek() != "{":
+            raise LatexError(f"\\mathop without a group: {self.quote(start)}")
+        self.tokens[self.pos:self.pos + _group_length(self.tokens, self.pos)] = self.group_tokens_here()
+        return self.atom()  # \mathop{\mathrm{argmax}}: the operator inside
 
     def name(self, raw: _RawSym, start: int) -> Node:
         """Scripts and application of a name: ``\\hat{m}_t``, ``\\sigma^2_B``, ``W_i^Q``, ``V^\\theta(s)``,
@@ -1225,7 +1261,7 @@ class _Parser:
         elif len(args) == 1 and isinstance(args[0], Reduce) and args[0].kind == "prod" and _is_pattern(args[0]):
             args = (replace(args[0], kind="stack"),)  # P(w_1 w_2 \ldots w_N): the sequence, not its product
         builtin = "sigmoid" if raw.base == "sigma" and not raw.parts and not raw.suffix and len(args) == 1 else None
-        return Apply(_finish_raw_placeholder(raw), args, self.src(start), builtin)
+        return Apply(raw, args, self.src(start), builtin)  # the target stays raw until the equation decides
 
     def arguments(self) -> tuple[Node, ...]:
         opening = self.take()
@@ -1803,10 +1839,6 @@ def _after_differential(tokens: list[Token]) -> list[Token]:
     return tokens[1:]
 
 
-def _finish_raw_placeholder(raw: _RawSym) -> _RawSym:
-    return raw  # an Apply target stays raw until the equation decides its indices
-
-
 # Written-out sums: the pattern of the terms before the ellipsis --------------------------------------------
 
 class _NoPattern(Exception):
@@ -1839,7 +1871,7 @@ def _written_out(items, kind, state: _State, src: str) -> Node:
         template = _merge(before[-2], before[-1])
         k0 = len(before) - 2
     elif len(before) == 1 and last is not None:
-        template = _merge_with_unit_step(before[0], last)
+        template = _merge_to_last(before[0], last)  # x_1 + \cdots + x_n: one term and the last, step 1
         k0 = 0
     else:
         raise _NoPattern("write at least two terms before the ellipsis")
@@ -1922,11 +1954,6 @@ def _numbered(written: str) -> tuple[str | None, int] | None:
     if match:
         return match[1], int(match[3] or 0) * (-1 if match[2] == "-" else 1)
     return None
-
-
-def _merge_with_unit_step(first, last):
-    """``x_1 + \\cdots + x_n``: one written term and the last one; the step is 1."""
-    return _merge_to_last(first, last)
 
 
 def _merge_to_last(a, b):
