@@ -2591,25 +2591,26 @@ def _is_annotation(text: str) -> bool:
     first = _text_word(tokens[0].text).strip() if tokens else ""
     if first in FOR_WORDS or tokens and tokens[0].text == "\\forall":
         return True
-    return any(t.text in ("\\in", "\\forall", "\\sim") for t in tokens) and not any(
-        t.text in EQUALS for t in tokens)
+    depth, marks = 0, False
+    for token in tokens:
+        depth += _depth_change(token.text)
+        marks = marks or depth == 0 and token.text in ("\\in", "\\forall", "\\sim")  # not inside \mathbb{E}_{…}
+    return marks and not any(t.text in EQUALS for t in tokens)
 
 
 # The names a check binds ---------------------------------------------------------------------------------------
 
 def symbols(formula: Formula) -> list[str]:
     """The python names a check block must bind, in reading order: no constants, no built-in functions, no index
-    variables, no name that another equation of the formula defines (``\\text{where}``, aligned lines), and no
-    argument of a left side's function unless it is used elsewhere (``\\Pr(y = 1 \\mid x)`` names the tensor Pr)."""
+    variables, no name that another equation of the formula defines (``\\text{where}``, aligned lines), no built-in
+    function on the left (the block may bind ``ReLU`` for ``\\mathrm{ReLU}(x)``; torch's ReLU is the reference
+    otherwise), and no argument of a left side's function unless it is used elsewhere (``\\Pr(y = 1 \\mid x)``)."""
     defined = definitions(formula)
     found: list[str] = []
     for equation in formula.equations:
         lhs = equation.lhs
-        inner = lhs.arg if isinstance(lhs, Subscripted) else lhs
-        if isinstance(inner, Call):
-            _add(found, inner.written)  # \mathrm{softmax}(z)_i: the block's reference softmax
-        elif isinstance(inner, Apply) and inner.builtin is not None:
-            _add(found, inner.target.name)  # \sigma(z)_j on the left: the block's reference sigma
+        # a built-in function on the left (\mathrm{ReLU}(x)) may name the block's reference, or be torch's own
+        # function: either way nothing the check must bind
         skip = {id(a) for a in lhs.args} if isinstance(lhs, Apply) else set()
         for side in (*equation.sides, *([equation.condition] if equation.condition is not None else [])):
             for name in _names(side, skip):

@@ -307,7 +307,7 @@ def test_describe_lists_exactly_the_names_to_bind():
                     3).symbols == ("theta_next", "theta_t", "alpha", "m_hat_t", "v_hat_t", "varepsilon")
     assert describe(r"y = b + \sum_i c_i \cdot \mathrm{sigmoid}(b_i + \sum_j w_{ij} x_j)", None, 1).symbols == (
         "y", "b", "c", "w", "x")
-    assert describe(r"\mathrm{softmax}(z)_i = \frac{\exp(z_i)}{\sum_j \exp(z_j)}", None, 1).symbols == ("softmax", "z")
+    assert describe(r"\mathrm{softmax}(z)_i = \frac{\exp(z_i)}{\sum_j \exp(z_j)}", None, 1).symbols == ("z",)
     assert describe(r"g = \text{tanh'}(x) + \pi + e", None, 1).symbols == ("g", "x")
 
 
