@@ -66,7 +66,7 @@ __all__ = ["FormulaError", "Outcome", "FormulaInfo", "check_formula", "describe"
 
 CANDIDATES = {  # a Greek letter the block may bind under a usual alternative name
     "varepsilon": ("varepsilon", "epsilon", "eps"), "epsilon": ("epsilon", "eps", "varepsilon"),
-    "lambda_": ("lambda_", "lam", "lmbda"),
+    "lambda_": ("lambda_", "lam", "lmbda", "lambda"),  # a dict of bindings may hold the keyword itself
 }
 MAX_JACOBIAN = 4096  # numerator entries differentiated one by one for an indexed derivative
 MAX_READINGS = 8  # alternative readings of the indices tried when the preferred one cannot be evaluated
