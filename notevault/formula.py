@@ -849,8 +849,9 @@ class _Evaluation:
 
     @staticmethod
     def is_inverse(node: Pow, base: Value, exponent: Value) -> bool:
-        """``\\Sigma^{-1}``, ``W^{-1}``: an upper-case symbol bound to a square matrix is inverted."""
-        if not isinstance(node.base, Sym) or not node.base.name[:1].isupper() or exponent.axes:
+        """``\\Sigma^{-1}``, ``(X^\\top X)^{-1}``: a square matrix to the power -1 is inverted, unless it is a
+        lower-case symbol (``x^{-1}`` of a batch is entrywise)."""
+        if isinstance(node.base, Sym) and not node.base.name[:1].isupper() or exponent.axes:
             return False
         if exponent.data.numel() != 1 or float(exponent.data.reshape(())) != -1.0:
             return False

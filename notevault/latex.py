@@ -603,9 +603,11 @@ class _Parser:
                 start = self.pos
                 self.pos += 1 + _group_length(self.tokens, self.pos + 1)
                 return self.tokens[start:self.pos]
-            if token.text.isdigit() and len(token.text) > 1:
-                self.tokens[self.pos] = Token(token.text[1:], token.start + 1, token.end)
-                return [Token(token.text[0], token.start, token.start + 1)]
+            if (token.text.isdigit() or LETTERS.fullmatch(token.text)) and len(token.text) > 1:
+                first = Token(token.text[0], token.start, token.start + 1)  # X^TX: T, then X (as TeX reads it)
+                self.tokens[self.pos:self.pos + 1] = [first, Token(token.text[1:], token.start + 1, token.end)]
+                self.pos += 1
+                return [first]
             self.pos += 1
             return [token]
         start = self.pos
@@ -2417,6 +2419,7 @@ def _indexes(node, var: str) -> bool:
 ALIGNED = re.compile(r"\\begin\{(aligned|align\*?|split|gathered|gather\*?|eqnarray\*?|alignat\*?|equation\*?)\}"
                      r"(?:\{\d+\})?(.*)\\end\{\1\}", re.S)
 SEPARATORS = {"\\quad", "\\qquad"}
+LABEL_PREFIX = re.compile(r"^\\(?:text|mathrm|textbf)\{[^{}]*\}\s*(?::|：)\s*|^\\(?:text|mathrm|textbf)\{[^{}]*[:：]\s*\}\s*")
 
 
 def equations(latex: str) -> list[str]:
@@ -2443,7 +2446,7 @@ def equations(latex: str) -> list[str]:
 
 
 def _add_part(result: list, part: str, condition: str | None) -> None:
-    part = part.strip().rstrip(",.;").strip()
+    part = LABEL_PREFIX.sub("", part.strip()).rstrip(",.;").strip()  # \text{GroupNorm}: x = …
     if not part:
         return
     if part.startswith("=") and result:  # &= …: one more right side (or case) of the line above

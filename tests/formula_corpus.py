@@ -1960,3 +1960,53 @@ def _():
 def _():
     return dict(P=1e-6, N=4, w=torch.arange(4, dtype=D), PPL=1e-6 ** -0.25)
 
+
+
+@case("variants", r"\theta = (X^TX)^{-1}X^Ty", r"\theta = (XX^T)^{-1}X^Ty")
+def _():
+    x, y = g(10, 3), g(10)
+    return dict(X=x, y=y, theta=torch.linalg.lstsq(x, y).solution)
+
+
+@case("variants", r"\hat\beta = (X^\top X + \lambda I)^{-1} X^\top y", r"\hat\beta = (X^\top X + \lambda I)^{-1} X y")
+def _():
+    x, y = g(8, 8), g(8)
+    eye = torch.eye(8, dtype=D)
+    return dict(X=x, y=y, lambda_=0.5, I=eye, beta_hat=torch.linalg.solve(x.T @ x + 0.5 * eye, x.T @ y))
+
+
+@case("variants", r"u_t = \max(\beta_2 u_{t-1}, |g_t|)", r"u_t = \max(\beta_2 u_{t-1}, g_t)")
+def _():
+    theta, grad = g(5), g(5)
+    w = torch.nn.Parameter(theta.clone())
+    adamax = torch.optim.Adamax([w], lr=0.01, eps=0.0)
+    w.grad = grad.clone()
+    adamax.step()
+    return dict(beta_2=0.999, u_prev=torch.zeros(5, dtype=D), g_t=grad, u_t=adamax.state[w]["exp_inf"])
+
+
+@case("variants", r"\text{GroupNorm}: \hat{x}_i = \frac{x_i - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}}",
+      r"\text{GroupNorm}: \hat{x}_i = \frac{x_i - \mu_g}{\sqrt{\sigma_g + \epsilon}}")
+def _():
+    x = g(2, 4, 3)  # batch 2, 4 channels in 2 groups, 3 positions
+    groups = x.reshape(2, 2, 6)
+    mu, var = groups.mean(-1), groups.var(-1, unbiased=False)  # x_i labels the last dimension: [2, 2] remain
+    return dict(x=groups, mu_g=mu, sigma_g=var.sqrt(), epsilon=1e-5,
+                x_hat=F.group_norm(x, 2, eps=1e-5).reshape(2, 2, 6))
+
+
+@case("variants", r"o = \left\lfloor \frac{n + 2p - k}{s} \right\rfloor + 1", r"o = \left\lfloor \frac{n + p - k}{s} \right\rfloor + 1")
+def _():
+    conv = torch.nn.Conv1d(1, 1, kernel_size=3, stride=2, padding=1)
+    return dict(n=11, p=1, k=3, s=2, o=conv(torch.zeros(1, 1, 11)).shape[-1])
+
+
+@case("variants", r"\delta^{(l)} = (W^{(l+1)})^T \delta^{(l+1)} \odot \sigma'(z^{(l)})",
+      r"\delta^{(l)} = W^{(l+1)} \delta^{(l+1)} \odot \sigma'(z^{(l)})")
+def _():
+    layers, width = 3, 4
+    w, z = g(layers + 1, width, width), g(layers + 1, width)
+    delta = [g(width) for _ in range(layers + 1)]
+    for n in range(layers - 1, -1, -1):
+        delta[n] = (w[n + 1].T @ delta[n + 1]) * torch.sigmoid(z[n]) * (1 - torch.sigmoid(z[n]))
+    return dict(W=w, z=z, delta=delta)
