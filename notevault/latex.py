@@ -2419,7 +2419,8 @@ def _indexes(node, var: str) -> bool:
 ALIGNED = re.compile(r"\\begin\{(aligned|align\*?|split|gathered|gather\*?|eqnarray\*?|alignat\*?|equation\*?)\}"
                      r"(?:\{\d+\})?(.*)\\end\{\1\}", re.S)
 SEPARATORS = {"\\quad", "\\qquad"}
-LABEL_PREFIX = re.compile(r"^\\(?:text|mathrm|textbf)\{[^{}]*\}\s*(?::|：)\s*|^\\(?:text|mathrm|textbf)\{[^{}]*[:：]\s*\}\s*")
+LABEL_PREFIX = re.compile(  # \text{GroupNorm}: …, \text{模型:} …
+    r"^\\(?:text|mathrm|textbf)\{[^{}]*\}\s*[:：]\s*|^\\(?:text|mathrm|textbf)\{[^{}]*[:：]\s*\}\s*")
 
 
 def equations(latex: str) -> list[str]:

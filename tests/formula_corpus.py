@@ -1995,7 +1995,8 @@ def _():
                 x_hat=F.group_norm(x, 2, eps=1e-5).reshape(2, 2, 6))
 
 
-@case("variants", r"o = \left\lfloor \frac{n + 2p - k}{s} \right\rfloor + 1", r"o = \left\lfloor \frac{n + p - k}{s} \right\rfloor + 1")
+@case("variants", r"o = \left\lfloor \frac{n + 2p - k}{s} \right\rfloor + 1",
+      r"o = \left\lfloor \frac{n + p - k}{s} \right\rfloor + 1")
 def _():
     conv = torch.nn.Conv1d(1, 1, kernel_size=3, stride=2, padding=1)
     return dict(n=11, p=1, k=3, s=2, o=conv(torch.zeros(1, 1, 11)).shape[-1])
