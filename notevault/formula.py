@@ -162,7 +162,8 @@ def _is_function(obj) -> bool:
 
 
 def _as_tensor(obj, what: str):
-    """A binding as a float64 tensor (differentiable, so autograd reaches the block's own graph)."""
+    """A binding as a float64 tensor on the CPU, where formulas are evaluated (differentiable, so autograd still
+    reaches the block's own graph, on whatever device it was built)."""
     import torch
 
     if isinstance(obj, torch.Tensor):
@@ -184,6 +185,8 @@ def _as_tensor(obj, what: str):
             raise FormulaError(f"{what} is bound to a {type(obj).__name__}, not a tensor or a number") from None
     if tensor.is_complex():
         raise FormulaError(f"{what} is complex")
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
     return tensor if tensor.dtype == torch.float64 else tensor.to(torch.float64)
 
 
@@ -476,6 +479,7 @@ class _Checker:
                 self.definitions.setdefault(name, equation)
         self.defined: dict[str, object] = {}
         self.defining: set[str] = set()
+        self.device = _binding_device(namespace)  # where the block's tensors live, for its functions
         self.calls: dict[str, set[str]] = {}  # each applied name → the argument lists it is written with
         for equation in formula.equations:
             for side in equation.sides:
@@ -522,6 +526,16 @@ class _Checker:
             return evaluation.evaluate(equation.sides[1]).data
 
         return defined
+
+
+def _binding_device(namespace: dict):
+    """The device of the block's tensors when it is not the CPU (None otherwise)."""
+    import torch
+
+    for value in namespace.values():
+        if isinstance(value, torch.Tensor) and value.device.type != "cpu":
+            return value.device
+    return None
 
 
 def _place_axes(value: Value, lhs: Sym):
@@ -905,12 +919,8 @@ class _Evaluation:
 
         axes = _union(*args) if args else ()
         datas = [_expand(a, axes, len(a.plain)) for a in args]
-        result = function(*datas)
-        if not isinstance(result, torch.Tensor):
-            result = _as_tensor(result, f"the result of {node.src}")
-        elif result.dtype != torch.float64 and not result.is_complex():
-            result = result.to(torch.float64)
-        return Value(result, axes)
+        result = _call_user_function(function, datas, self.checker.device)
+        return Value(_as_tensor(result, f"the result of {node.src}"), axes)
 
     def is_function_list(self, sym: Sym) -> bool:
         obj = self.raw(sym.name)
@@ -1212,6 +1222,27 @@ def _indexed_arguments(node: Apply) -> bool:
     return bool(indexed) and len(indexed) + len(plain) == len(node.args)
 
 
+def _call_user_function(function, datas: list, device):
+    """Call a function the block bound with the formula's float64 CPU arguments, or as it expects them: a module in
+    its parameters' dtype and device, else float32 or the device of the block's tensors when float64 fails."""
+    import torch
+
+    parameter = next(function.parameters(), None) if isinstance(function, torch.nn.Module) else None
+    if parameter is not None:
+        return function(*(d.to(device=parameter.device, dtype=parameter.dtype) for d in datas))
+    try:
+        return function(*datas)
+    except (RuntimeError, TypeError) as first:
+        for dtype, target in ((torch.float32, None), (torch.float64, device), (torch.float32, device)):
+            if target is None and dtype == torch.float64:
+                continue
+            try:
+                return function(*(d.to(dtype=dtype, device=target or d.device) for d in datas))
+            except (RuntimeError, TypeError):
+                continue
+        raise first
+
+
 def _is_sequence(node: Node) -> bool:
     return isinstance(node, Reduce) and node.kind == "stack"
 
@@ -1242,7 +1273,7 @@ def _jacobian(out: Value, inputs: list, src: str, diagonal: bool):
     def grads(output, grad_output):
         found = torch.autograd.grad(output, inputs, grad_output, retain_graph=True, allow_unused=True)
         parts = [torch.zeros_like(i) if g is None else g for g, i in zip(found, inputs, strict=True)]
-        return (torch.stack(parts) if stack else parts[0]).to(torch.float64)
+        return (torch.stack(parts) if stack else parts[0]).to(torch.float64).cpu()
 
     if data.numel() == 1 and not out.axes:
         return grads(data.reshape(()), None)

@@ -249,6 +249,14 @@ def test_a_built_in_left_side_is_the_blocks_reference():
     assert_passes(r"\tanh(x) = \frac{e^x - e^{-x}}{e^x + e^{-x}}", dict(x=x))  # unbound: torch's tanh is the reference
 
 
+def test_the_blocks_functions_get_their_own_dtype():
+    layer = torch.nn.Linear(3, 2)  # float32 parameters: the formula's float64 arguments are converted for it
+    x = torch.randn(4, 3)
+    assert_passes(r"y = f(x)", dict(f=layer, x=x, y=layer(x).detach()))
+    assert_passes(r"y = f(x)", dict(f=lambda v: layer(v), x=x, y=layer(x).detach()))
+    assert_passes(r"g = f'(x)", dict(f=torch.nn.Tanh(), x=x, g=1 - torch.tanh(x) ** 2))
+
+
 def test_one_tensor_applied_to_different_arguments_is_an_error_not_a_pass():
     p = torch.rand(4, dtype=D)
     message = error(r"P(A \mid B) = \frac{P(B \mid A) P(A)}{P(B)}", dict(P=p))
