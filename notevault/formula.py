@@ -915,7 +915,6 @@ class _Evaluation:
         return self.tensor_applied(node, target)
 
     def call_function(self, node, function, args: list[Value]) -> Value:
-        import torch
 
         axes = _union(*args) if args else ()
         datas = [_expand(a, axes, len(a.plain)) for a in args]
