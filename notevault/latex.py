@@ -7,9 +7,12 @@ that names the construct. Reading never evaluates and never imports torch: ``not
 this module without it, and notevault.formula evaluates the tree.
 
 Indices work like einsum. A letter is an index variable when a sum binds it (``\\sum_j``, ``\\prod_{i=1}^{n}``,
-``\\max_i``), or when it is free on both sides of the equation: ``i``, ``j``, ``k``, ``l``, ``n`` in a subscript,
-and any name in a parenthesised sub- or superscript (``x^{(i)}``, ``PE_{(pos,2i)}``). Any other subscript is part
-of the name (``m_t`` → ``m_t``, ``d_k`` → ``d_k``, ``m_{t-1}`` → ``m_prev``).
+``\\max_i``, ``\\sum x_i``), or when it is free on both sides of the equation: ``i j k l n c`` or a word in a
+subscript, any name in ``x^{(i)}``, ``a^{[l]}``, ``PE_{(pos,2i)}``. Any other subscript is part of the name
+(``m_t`` → ``m_t``, ``d_k`` → ``d_k``, ``m_{t-1}`` → ``m_prev``). A formula is read as TeX reads it (``\\frac12``
+is ½, ``x^10`` is refused, ``X^TX`` is Xᵀ X) and as people write it: ``\\log 2\\pi\\sigma^2`` is the log of the
+product, ``\\sigma(z)`` the sigmoid, ``[h, x]`` a concatenation, ``x_1 + \\cdots + x_n`` a sum, ``\\text{where}``
+and ``\\quad`` separate equations, a third aligned column with a condition makes a piecewise equation.
 """
 
 from __future__ import annotations
