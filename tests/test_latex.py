@@ -172,7 +172,8 @@ def test_equations_of_a_display_formula():
                                                                                        r"a = \sigma(Wx)"]
     assert equations(r"L = \frac12 (y - \hat{y})^2 \quad (\text{MSE}) \tag{3}") == [r"L = \frac12 (y - \hat{y})^2"]
     assert equations(r"W \in \mathbb{R}^{d \times k}, \quad y = Wx") == ["y = Wx"]
-    assert equations(r"y := x \equiv z") == ["y = x \\equiv z"] or parse_formula(r"y := x").equations
+    assert equations(r"y := x \equiv z") == [r"y = x \equiv z"]
+    assert [side.name for side in parse_formula(r"y := x \equiv z").equations[0].sides] == ["y", "x", "z"]
 
 
 def test_conditions_are_kept():
