@@ -214,11 +214,10 @@ def test_misreads_are_read_correctly():
     w, v = torch.randn(5, dtype=D), torch.randn(5, dtype=D)
     assert_passes(r"y = w^\top x", dict(w=w, x=v, y=w @ v))
     assert_passes(r"Y = x x^\top", dict(x=v, Y=torch.outer(v, v)))
-    heads = [torch.randn(4, 3, dtype=D) for _ in range(2)]
-    wq = [torch.randn(5, 3, dtype=D) for _ in range(2)]
+    wq = [torch.randn(5, 3, dtype=D) for _ in range(2)]  # W_i^Q: the query projection of head i, not a power
     q = torch.randn(4, 5, dtype=D)
     assert_passes(r"\mathrm{head}_i = Q W_i^Q", dict(Q=q, W_Q=wq, head=[q @ w for w in wq]))
-    del heads
+    assert_passes(r"O = W^O h", dict(W_O=torch.eye(2, dtype=D) * 3, h=torch.ones(2, dtype=D), O=torch.full((2,), 3.0)))
     h, xt, wf = torch.randn(4, dtype=D), torch.randn(3, dtype=D), torch.randn(2, 7, dtype=D)
     assert_passes(r"f_t = \sigma(W_f [h_{t-1}, x_t])", dict(W_f=wf, h_prev=h, x_t=xt,
                                                             f_t=torch.sigmoid(wf @ torch.cat([h, xt]))))
