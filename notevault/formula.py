@@ -566,6 +566,7 @@ class _Evaluation:
         self.cache: dict[int, Value] = {}
         self.overrides: dict[str, object] = dict(overrides or {})
         self.scalar_reference = False  # the left side is one number: a · b of two vectors is their dot product
+        self.row_batches = False  # W x with x a batch of rows: a last resort, once no reading of the indices fits
         self.handlers = {
             Num: self.number, Const: self.constant, Sym: self.symbol, IndexValue: self.index_value,
             Call: self.call, Apply: self.apply, Prime: self.prime, BinOp: self.binary, Neg: self.negate,
@@ -814,6 +815,10 @@ class _Evaluation:
         y = y.unsqueeze(-1) if len(right.plain) == 1 and not right.row else (
             y.unsqueeze(-2) if len(right.plain) == 1 else y)
         if x.shape[-1] != y.shape[-2]:
+            rows = len(left.plain) == 2 and len(right.plain) == 2 and x.shape[-1] == y.shape[-1]
+            if rows and self.row_batches:
+                # W x with x a batch of row vectors [B, d] (torch's layout): W applied to each row, x W^T
+                return Value((y @ x.transpose(-2, -1)), axes)
             raise FormulaError(f"`{node.src}`: shapes {list(left.plain)} and {list(right.plain)} cannot be "
                                f"multiplied (a matrix product)")
         batch = max(x.dim(), y.dim()) - k - 2
@@ -1466,12 +1471,13 @@ def _evaluate_equation(evaluation: _Evaluation, equation: Equation, lhs: Node) -
     indices = _Indices(evaluation)
     count = indices.resolve(nodes)
     first_error = None
-    for number in range(min(count, MAX_READINGS)):
-        if number:
-            indices.install(number)
+    attempts = [(number, rows) for rows in (False, True) for number in range(min(count, MAX_READINGS))]
+    for number, rows in attempts:
+        indices.install(number)
+        evaluation.row_batches = rows
         try:
             reference = evaluation.evaluate(lhs)
-            evaluation.scalar_reference = not reference.axes and not reference.plain
+            evaluation.scalar_reference = not reference.plain  # one number (per index): e_{ij} = q_i · k_j
             mask = evaluation.evaluate(equation.condition) if equation.condition is not None else None
             return [_comparable(equation, reference, evaluation.evaluate(side), mask) for side in equation.sides[1:]]
         except FormulaError as exc:

@@ -2011,3 +2011,33 @@ def _():
     for n in range(layers - 1, -1, -1):
         delta[n] = (w[n + 1].T @ delta[n + 1]) * torch.sigmoid(z[n]) * (1 - torch.sigmoid(z[n]))
     return dict(W=w, z=z, delta=delta)
+
+
+@case("variants", r"e_{ij} = \frac{q_i \cdot k_j}{\sqrt{d}}", r"e_{ij} = \frac{q_j \cdot k_i}{\sqrt{d}}")
+def _():
+    q, k = g(4, 3), g(4, 3)
+    return dict(q=q, k=k, d=3, e=q @ k.T / math.sqrt(3))
+
+
+@case("variants", r"h = \sigma(W x + b)", r"h = \sigma(W x - b)")
+def _():
+    w, x, b = g(2, 3), g(6, 3), g(2)  # x: a batch of rows, as torch keeps it
+    return dict(W=w, x=x, b=b, h=torch.sigmoid(x @ w.T + b))
+
+
+@case("variants", r"s_i = \frac{a_i \cdot b_i}{\|a_i\| \|b_i\|}", r"s_i = \frac{a_i \cdot b_i}{\|a_i\|^2 \|b_i\|}")
+def _():
+    a, b = g(5, 4), g(5, 4)
+    return dict(a=a, b=b, s=F.cosine_similarity(a, b))
+
+
+@case("variants", r"\hat{y}_i = w^\top x_i + b", r"\hat{y}_i = w^\top x_i - b")
+def _():
+    w, x = g(3), g(7, 3)
+    return dict(w=w, x=x, b=0.4, y_hat=x @ w + 0.4)
+
+
+@case("variants", r"H = -\sum_{k} p_k \log p_k", r"H = -\sum_{k} \log p_k")
+def _():
+    p = probs(4, 6)  # a batch of 4 distributions: the sum runs over each one's entries
+    return dict(p=p, H=-(p * p.log()).sum(-1))
