@@ -250,7 +250,7 @@ class _Indices:
                                                            select=occurrence.select)
         self.ev.ranges.clear()
         for var, (low, high) in ranges.items():
-            self.ev.ranges[var] = torch.arange(low, high + 1)
+            self.ev.ranges[var] = torch.arange(low, max(high + 1, low))  # \sum_{i=m}^{1}: no terms
 
     def variables(self) -> set[str]:
         found = set(self.fixed) | set(self.lower_only) | self.loose
@@ -1426,6 +1426,8 @@ def check_formula(latex: str, namespace: dict, *, rtol: float = 1e-5, atol: floa
         formula = parse_formula(latex)
     except LatexError as exc:
         return Outcome(f"cannot evaluate the formula: {exc}")
+    except Exception as exc:  # a defect of the reader: reported on the formula, never as a raw traceback
+        return Outcome(f"cannot evaluate the formula: notevault could not read it ({type(exc).__name__}: {exc})")
     checker = _Checker(formula, namespace)
     worst = _Worst()
     for equation in formula.equations:
@@ -1437,6 +1439,9 @@ def check_formula(latex: str, namespace: dict, *, rtol: float = 1e-5, atol: floa
             return Outcome(str(exc), shapes=exc.shapes)
         except LatexError as exc:
             return Outcome(f"cannot evaluate the formula: {exc}")
+        except Exception as exc:  # a defect of notevault's evaluation, named with the equation it was on
+            return Outcome(f"cannot evaluate the formula: notevault failed on `{_one_line(equation.src)}` "
+                           f"({type(exc).__name__}: {exc})")
         if mismatch is not None:
             return mismatch
     if not worst.checked:
@@ -1590,9 +1595,12 @@ def describe(latex: str, block_id: str | None, line: int) -> FormulaInfo:
         return FormulaInfo(block_id, line, latex, False, (), "continues the formula above it (starts with '=')")
     try:
         formula = parse_formula(latex)
+        names = tuple(symbols(formula))
     except LatexError as exc:
         return FormulaInfo(block_id, line, latex, False, (), str(exc))
-    return FormulaInfo(block_id, line, latex, True, tuple(symbols(formula)), None)
+    except Exception as exc:  # a defect of the reader must not stop `notevault formulas` or `lint`
+        return FormulaInfo(block_id, line, latex, False, (), f"notevault could not read it ({type(exc).__name__})")
+    return FormulaInfo(block_id, line, latex, True, names, None)
 
 
 def list_formulas(vault, paths: list[Path], fmt: str = "text") -> str:
