@@ -27,6 +27,7 @@ from .results import BlockResult, NoteReport, Report, note_answer, report_from_a
 from .vault import Vault
 
 if TYPE_CHECKING:  # planning, linting and writing are loaded once a note needs them: not for a no-change run
+    from .jobs import Job
     from .lint import Linter
     from .note import Note
     from .plan import NotePlan, PlannedBlock, Planner
@@ -38,6 +39,9 @@ __all__ = ["RunOptions", "execute", "layout_of"]
 def layout_of(vault: Vault) -> Layout:
     config = vault.config
     return Layout(config.fold_lines, config.max_output_lines, figures.link_style(vault))
+
+
+PLANNED_AHEAD = 64  # notes read and planned but not yet written back: what the CLI holds in memory at most
 
 
 def _jobs_count(vault: Vault, options: RunOptions) -> int:
@@ -78,9 +82,21 @@ class _Run:
         self.chains: dict[int, tuple[tuple[str, int], ...]] = {}  # id(planned block) -> its session up to it
         self.question = _question(vault, options)
         self.index: Index | None = None
+        self.unfinished = 0  # notes planned and not yet finished: planning waits while too many are
+        self.finished = threading.Condition()
+        self.stopped = False  # running failed or was interrupted: plan no more
 
-    def plan(self, paths: list[Path]) -> list[NoteReport]:
-        """Answer what the index can, plan the rest; return reports for notes left out (links outside)."""
+    def wait_to_plan_more(self) -> None:
+        with self.finished:
+            self.finished.wait_for(lambda: self.unfinished < PLANNED_AHEAD or self.stopped)
+
+    def stop(self) -> None:
+        with self.finished:
+            self.stopped = True
+            self.finished.notify_all()
+
+    def answer(self, paths: list[Path]) -> tuple[list[Path], list[NoteReport]]:
+        """Answer what the index can; return the notes still to plan, and reports for notes left out."""
         selection = self.vault.notes(paths, templates=False)  # a template's blocks never run
         notes = [f for f in self.vault.files if f.endswith(".md")]
         if self.question is not None:
@@ -101,6 +117,8 @@ class _Run:
                 self.reports[rel] = answered
                 if self.linter is not None:
                     self.reports[rel].lint = self.linter.lint(path)
+                if self.on_note:
+                    self.on_note(answered)
             else:
                 self.reports[rel] = NoteReport(self.vault.display(rel))
                 todo.append(path)
@@ -109,26 +127,20 @@ class _Run:
 
             self.planner = Planner(self.vault, self.options, self.layout,
                                    eager=lambda: _start_workers(self.vault, self.options))
-            self.plans = self.planner.plan(todo)
-        if self.index is not None:
-            for plan in self.plans:
-                self.index.saw(plan.rel, plan.note.source.sha if plan.note and plan.note.source else None)
-        self._chains()
-        if not selection.outside:
-            return []
-        from .lint import outside_reports
+        outside = []
+        if selection.outside:
+            from .lint import outside_reports
 
-        return outside_reports(self.vault, selection.outside)
+            outside = outside_reports(self.vault, selection.outside)
+        return todo, outside
 
-    def answered(self) -> list[NoteReport]:
-        """The reports answered from the index (no plan), for progress."""
-        planned = {p.rel for p in self.plans}
-        return [report for rel, report in self.reports.items() if rel not in planned]
-
-    def _chains(self) -> None:
-        """Where each task of a block's session is: what a result's placeholders refer to."""
+    def add(self, batch: list[NotePlan]) -> None:
+        """Take a batch of plans in: where each block's session is (what a result's placeholders refer to)."""
+        self.plans += batch
         sessions: dict[tuple, list[tuple[str, int]]] = defaultdict(list)
-        for plan in self.plans:
+        for plan in batch:
+            if self.index is not None:
+                self.index.saw(plan.rel, plan.note.source.sha if plan.note and plan.note.source else None)
             for planned in plan.blocks:
                 if planned.task is not None:
                     sessions[planned.session].append((plan.rel, planned.block.body_start))
@@ -136,7 +148,7 @@ class _Run:
 
     def finish(self, plan: NotePlan, results: list[BlockResult] | None = None) -> None:
         report = self.reports[plan.rel]
-        findings = self.linter.lint(plan.path) if self.linter else plan.findings
+        findings = self.linter.lint(plan.path, plan.note) if self.linter else plan.findings
         report.lint = findings
         source, figure_names = plan.note.source if plan.note else None, ()
         if results is not None:  # check --frozen
@@ -167,6 +179,9 @@ class _Run:
         self.vault.forget(plan.rel)
         if self.on_note:
             self.on_note(report)
+        with self.finished:
+            self.unfinished -= 1
+            self.finished.notify()
 
     def _place(self, plan: NotePlan, note: Note) -> tuple[dict[int, Placement], list[str]]:
         """The results to write into ``note``: the plan's, or, if the note changed meanwhile, those of its
@@ -258,17 +273,17 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     """Run (or with ``frozen``, only verify) the tagged blocks of the notes under ``paths``."""
     started = time.perf_counter()
     run = _Run(vault, options, on_note)
-    outside = run.plan(paths)
-    if on_note:
-        for report in run.answered():
-            on_note(report)
-    scope = [p for p in run.plans if p.in_scope]
+    todo, outside = run.answer(paths)
     try:
-        if options.frozen:
-            for plan in scope:
-                run.finish(plan, run.planner.frozen(plan) if plan.note else [])
-        else:
-            _run_blocks(run, scope)
+        if todo and options.frozen:
+            for batch in run.planner.plan_batches(todo):
+                run.add(batch)
+                for plan in batch:
+                    if plan.in_scope:
+                        run.unfinished += 1
+                        run.finish(plan, run.planner.frozen(plan) if plan.note else [])
+        elif todo:
+            _run_blocks(run, todo)
     finally:
         if run.index is not None:
             run.index.save()
@@ -277,24 +292,43 @@ def execute(vault: Vault, paths: list[Path], options: RunOptions,
     return Report(list(run.reports.values()) + outside, time.perf_counter() - started, linted=options.lint)
 
 
-def _run_blocks(run: _Run, scope: list[NotePlan]) -> None:
-    if not run.plans:
-        return
-    vault, options = run.vault, run.options
+def _run_blocks(run: _Run, todo: list[Path]) -> None:
+    """Plan on a thread of its own and run the jobs here as they come; notes are written back by the writer."""
+    from .plan import jobs_of
+    from .pool import WorkerPool
 
+    vault, options = run.vault, run.options
     jobs_count = _jobs_count(vault, options)
     threads = max(1, (os.cpu_count() or 1) // jobs_count)
-    from .plan import jobs_of
-
-    jobs = jobs_of(run.plans, vault, threads)
-    for _, chain in jobs:
-        for planned in chain:
-            if planned.result is None and planned.note.in_scope:
-                run.waiting[planned.note.rel] += 1
+    pool = WorkerPool(jobs_count)
     writer = _Writer(run.finish)
-    for plan in scope:
-        if run.waiting[plan.rel] == 0:
-            writer.submit(plan)
+    jobs: list[tuple[Job, list[PlannedBlock]]] = []
+    failure: list[BaseException] = []
+
+    def plan_and_submit() -> None:
+        try:
+            for batch in run.planner.plan_batches(todo):
+                if run.stopped:
+                    return
+                run.add(batch)
+                batch_jobs = jobs_of(batch, vault, threads)
+                for _, chain in batch_jobs:
+                    for planned in chain:
+                        if planned.result is None and planned.note.in_scope:
+                            run.waiting[planned.note.rel] += 1
+                with run.finished:
+                    run.unfinished += sum(1 for plan in batch if plan.in_scope)
+                for plan in batch:
+                    if plan.in_scope and run.waiting[plan.rel] == 0:
+                        writer.submit(plan)
+                for job, chain in batch_jobs:
+                    jobs.append((job, chain))
+                    pool.submit(job)
+                run.wait_to_plan_more()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+            failure.append(exc)
+        finally:
+            pool.close()
 
     def on_result(job: int, task: int, result: BlockResult) -> None:
         planned = jobs[job][1][task]
@@ -307,11 +341,14 @@ def _run_blocks(run: _Run, scope: list[NotePlan]) -> None:
         if run.waiting[planned.note.rel] == 0:
             writer.submit(planned.note)
 
+    planner = threading.Thread(target=plan_and_submit, name="notevault-planner", daemon=True)
+    planner.start()
     try:
-        if jobs:
-            from .pool import WorkerPool  # a run with nothing to run never loads the worker machinery
-
-            WorkerPool(jobs_count).run([job for job, _ in jobs], on_result=on_result, on_done=lambda job: None)
+        pool.serve(on_result=on_result, on_done=lambda job: None)
     finally:
+        run.stop()
+        planner.join()
         run.planner.cache.close()
         writer.close()
+    if failure:
+        raise failure[0]

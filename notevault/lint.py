@@ -161,8 +161,9 @@ class Linter:
                     self._templates.append(Template.from_note(note))
         return self._templates
 
-    def lint(self, path: Path) -> list[Finding]:
-        """All findings for one note, with the vault's severities applied, sorted by place."""
+    def lint(self, path: Path, parsed: Note | None = None) -> list[Finding]:
+        """All findings for one note, with the vault's severities applied, sorted by place. ``parsed``: the
+        note as the caller already read it."""
         rel = self.vault.relative(path)
         answer = self.index.answer(rel, self.question) if self.index is not None else None
         if answer is not None and (answer["files"] == self.vault.files_digest[:32]
@@ -171,7 +172,7 @@ class Linter:
         templates = self.templates()  # parsed before the look-ups are recorded: the question covers them
         self.vault.lookups = lookups = []
         try:
-            note = self.vault.note(rel)
+            note = parsed if parsed is not None else self.vault.note(rel)
             if isinstance(note, NoteError):
                 raw = [Finding("unreadable", "error", note.line or 1, 1, note.message)]
             else:
@@ -222,15 +223,16 @@ class Linter:
         return findings
 
     def _fragment_problem(self, target_rel: str, fragment: str) -> str | None:
-        target = self.vault.note(target_rel)
-        if not isinstance(target, Note):
+        anchors = self.vault.anchors(target_rel)
+        if anchors is None:
             return None
+        headings, block_ids = anchors
         if fragment.startswith("^"):
-            if fragment[1:] not in target.block_ids:
+            if fragment[1:] not in block_ids:
                 return f"broken block link: no ^{fragment[1:]} in '{target_rel}'"
             return None
         wanted = _normal(fragment.split("#")[-1])
-        if not any(_normal(h.title) == wanted for h in target.headings):
+        if not any(_normal(title) == wanted for title in headings):
             return f"broken heading link: no heading '{wanted}' in '{target_rel}'"
         return None
 

@@ -139,6 +139,21 @@ class Planner:
                 self._reuse(plan)
         return plans
 
+    def plan_batches(self, notes: list[Path]) -> Iterator[list[NotePlan]]:
+        """The plans in batches that can run on their own, so running starts while the rest is read and a vault
+        is never held in memory at once: first every note that names a session (with the session's other
+        notes), then each other note alone."""
+        solo, named = [], []
+        for path in notes:
+            try:
+                (named if b"session=" in path.read_bytes() else solo).append(path)
+            except OSError:
+                solo.append(path)  # read again by plan(), which reports why it cannot be read
+        if named:
+            yield self.plan(named)
+        for path in solo:
+            yield self.plan([path])
+
     def read(self, path: Path) -> NotePlan:
         rel = self.vault.relative(path)
         self.vault.forget(rel)

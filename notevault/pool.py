@@ -195,17 +195,54 @@ OnDone = Callable[[int], None]  # job index
 
 
 class WorkerPool:
-    """Runs each job in its own worker, at most ``jobs`` at a time."""
+    """Runs each job in its own worker, at most ``jobs`` at a time.
+
+    Jobs may be submitted from another thread while the pool serves (the planner hands over a note's jobs as
+    soon as it is planned): ``submit`` wakes the serving loop, ``close`` says no more will come.
+    """
 
     def __init__(self, jobs: int) -> None:
         self.jobs = max(1, jobs)
+        self._pending: deque[tuple[int, Job]] = deque()
+        self._submitted = 0
+        self._closed = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+
+    def submit(self, job: Job) -> int:
+        """Queue a job; return its index (what on_result and on_done name it by)."""
+        index = self._submitted
+        self._submitted += 1
+        self._pending.append((index, job))
+        self._wake()
+        return index
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"!")
+        except OSError:
+            pass  # already awake, or done serving
 
     def run(self, jobs: Sequence[Job], on_result: OnResult, on_done: OnDone) -> None:
         """Run every job; each task gets exactly one ``on_result``, then its job one ``on_done``."""
-        pending = deque(enumerate(jobs))
+        for job in jobs:
+            self.submit(job)
+        self.close()
+        self.serve(on_result, on_done)
+
+    def serve(self, on_result: OnResult, on_done: OnDone) -> None:
+        """Run jobs as they are submitted, until the pool is closed and every job has run."""
+        pending = self._pending
         running: list[_Run] = []
         try:
-            while pending or running:
+            while not self._closed or pending or running:
+                if not pending and not running:
+                    self._sleep()
+                    continue
                 template_ = template(self.jobs)
                 self._start(template_, pending, running)
                 self._wait(template_, running)
@@ -222,6 +259,21 @@ class WorkerPool:
         finally:
             for run in running:
                 self._stop(run)
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+
+    def _sleep(self) -> None:
+        """Nothing to do until a job is submitted or the pool is closed."""
+        wait([self._wake_read])
+        self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        os.set_blocking(self._wake_read, False)
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _start(self, template_: Template, pending: deque[tuple[int, Job]], running: list[_Run]) -> None:
         while pending and len(running) < self.jobs:
@@ -239,13 +291,14 @@ class WorkerPool:
             # Until its first block starts, the first block's limit also covers the job's set-up.
             running.append(_Run(index, job, number, pid, conn, deadline=time.monotonic() + job.tasks[0].timeout))
 
-    @staticmethod
-    def _wait(template_: Template, running: list[_Run]) -> None:
+    def _wait(self, template_: Template, running: list[_Run]) -> None:
         deadlines = [r.deadline for r in running if r.deadline is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         if any(r.eof and not (r.exited or r.vanished) for r in running):
             timeout = 0.05 if timeout is None else min(timeout, 0.05)  # its exit code is on its way
-        wait([template_.events] + [r.conn for r in running if not r.eof], timeout=timeout)
+        ready = wait([template_.events, self._wake_read] + [r.conn for r in running if not r.eof], timeout=timeout)
+        if self._wake_read in ready:
+            self._drain_wake()
 
     @staticmethod
     def _note_exits(template_: Template, running: list[_Run]) -> None:

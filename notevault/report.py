@@ -236,7 +236,8 @@ class ProgressDisplay:
             self.bar.update(self.task, advance=1, status=self._counts())
             if self.failures:
                 self.bar.columns[1].complete_style = "red"
-        elif self.enabled and note.blocks:
+        elif self.enabled and note.blocks and not (failed == 0 and all(b.cached for b in note.blocks)):
+            # a note whose results all stood as stored, none failing, had nothing happen to it: not listed
             cached = sum(1 for b in note.blocks if b.cached)
             self.stream.write(f"{note.path}: {plural(len(note.blocks), 'block')}, {failed} failed, {cached} cached\n")
             self.stream.flush()

@@ -8,6 +8,7 @@ import json
 import os
 import posixpath
 import subprocess
+import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,8 +150,8 @@ class Vault:
         self.files: list[str] = []
         self.by_name: dict[str, list[str]] = defaultdict(list)
         self._parsed: OrderedDict[str, Note | NoteError] = OrderedDict()
-        # While set, every link resolution, suggestion and note read is recorded: what a lint verdict rests on.
-        self.lookups: list[list] | None = None
+        self._anchors: dict[str, tuple[tuple[str, ...], frozenset[str]] | None] = {}
+        self._recording = threading.local()  # lookups are recorded per thread: the planner reads notes meanwhile
         self.links: set[str] = set()  # files that are symbolic links
         self._display_prefix: str | None = None
         self._index()
@@ -200,6 +201,16 @@ class Vault:
                 if entry.is_symlink():
                     self.links.add(rel)
                 yield rel
+
+    @property
+    def lookups(self) -> list[list] | None:
+        """While set (on this thread), every link resolution, suggestion and note read is recorded: what a lint
+        verdict rests on."""
+        return getattr(self._recording, "lookups", None)
+
+    @lookups.setter
+    def lookups(self, value: list[list] | None) -> None:
+        self._recording.lookups = value
 
     def display(self, rel: str) -> str:
         """A vault path as reports show it: relative to the current folder (``display_path``, without asking
@@ -267,6 +278,9 @@ class Vault:
         """
         if self.lookups is not None:
             self.lookups.append(["note", rel])
+        return self._note(rel)
+
+    def _note(self, rel: str) -> Note | NoteError:
         if rel in self._parsed:
             self._parsed.move_to_end(rel)
         else:
@@ -279,6 +293,20 @@ class Vault:
             if len(self._parsed) > PARSED_KEPT:
                 self._parsed.popitem(last=False)
         return self._parsed[rel]
+
+    def anchors(self, rel: str) -> tuple[tuple[str, ...], frozenset[str]] | None:
+        """A note's heading titles and ``^block`` ids, what links into it can name (None: unreadable).
+
+        Kept for every note asked about: far smaller than the note, and asked for again and again by the notes
+        that link to it.
+        """
+        if self.lookups is not None:
+            self.lookups.append(["note", rel])
+        if rel not in self._anchors:
+            note = self._note(rel)
+            self._anchors[rel] = None if isinstance(note, NoteError) else (
+                tuple(h.title for h in note.headings), note.block_ids)
+        return self._anchors[rel]
 
     def formula(self, note: Note, rel: str, ref: str) -> str | None:
         """The LaTeX of the display formula ``ref`` names (``ID`` in the note, ``Note#^ID`` in another)."""
@@ -294,7 +322,7 @@ class Vault:
         return next((m.latex for m in target.maths if m.block_id == match["id"]), None)
 
     def forget(self, rel: str) -> None:
-        """Drop a parsed note so the next ``note()`` reads the file again (it changed on disk)."""
+        """Drop a parsed note so the next ``note()`` reads the file again (it changed on disk, or is done)."""
         self._parsed.pop(rel, None)
 
     # Link resolution ---------------------------------------------------------------------------------
