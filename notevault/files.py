@@ -49,9 +49,15 @@ def new_file_mode() -> int:
 
 
 def writable(path: Path) -> bool:
-    """Can the user write this file (and its folder, where the temp file goes)?"""
-    folder = path.parent
-    return os.access(folder, os.W_OK | os.X_OK) and (not path.exists() or os.access(path, os.W_OK))
+    """May notevault write this file (and its folder, where the temp file goes)? A file without any write
+    permission bit was made read-only on purpose: it is left alone even when running as root."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return False
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return True
+    return bool(mode & 0o222) and os.access(path, os.W_OK)
 
 
 def write_atomic(path: Path, content: str | bytes, *, expected: bytes | None = None) -> Source:
@@ -92,16 +98,23 @@ def _current(path: Path) -> bytes | None:
         return None
 
 
+_swept: set[str] = set()  # folders already rid of old temp files by this process
+
+
 def _remove_stale_temps(path: Path) -> None:
-    """Temp files of this note left by a killed run (a fresh one may belong to a run going on now)."""
+    """Temp files left in this folder by a killed run (a fresh one may belong to a run going on now); once per
+    folder per process, not once per note written."""
+    folder = str(path.parent)
+    if folder in _swept:
+        return
+    _swept.add(folder)
     try:
-        entries = list(os.scandir(path.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return
-    prefix = f"{TEMP_PREFIX}{path.name}."
     now = time.time()
     for entry in entries:
-        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp"):
             try:
                 if now - entry.stat().st_mtime > STALE_TEMP_SECONDS:
                     os.unlink(entry.path)

@@ -172,7 +172,7 @@ class Linter:
         templates = self.templates()  # parsed before the look-ups are recorded: the question covers them
         self.vault.lookups = lookups = []
         try:
-            note = parsed if parsed is not None else self.vault.note(rel)
+            note = parsed if parsed is not None and not parsed.light else self.vault.note(rel)
             if isinstance(note, NoteError):
                 raw = [Finding("unreadable", "error", note.line or 1, 1, note.message)]
             else:

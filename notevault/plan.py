@@ -33,7 +33,7 @@ from .findings import Finding
 from .index import Dependencies, file_state
 from .jobs import Job, Task
 from .lint import block_findings
-from .note import Block, Note, ResultCallout
+from .note import Block, Note, ResultCallout, read_note
 from .options import RunOptions, cuda_present, sha, versions
 from .results import BlockResult
 from .tags import FORMULA_REF
@@ -156,8 +156,10 @@ class Planner:
 
     def read(self, path: Path) -> NotePlan:
         rel = self.vault.relative(path)
-        self.vault.forget(rel)
-        parsed = self.vault.note(rel)
+        try:  # read for running: its links are lint's business (a light parse, never cached in the vault)
+            parsed: Note | NoteError = read_note(self.vault.root / rel, light=True)
+        except NoteError as exc:
+            parsed = exc
         if isinstance(parsed, NoteError):
             finding = Finding("unreadable", "error", parsed.line or 1, 1, parsed.message)
             return NotePlan(path, rel, None, findings=self.vault.config.apply([finding]))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import SetupError
 from .jobs import MAX_MESSAGE_BYTES, Done, Finished, Job, ProtocolError, Started, decode
@@ -75,31 +76,60 @@ class Template:
         self.spares = spares
         self.gone = False
         self.ready = False  # it has handed over a worker: torch imported fine
+        self.asked = 0  # workers asked for and not yet handed over
+        self.in_hand: deque[tuple[int, int, Connection]] = deque()  # handed over, waiting for a job here
 
     @property
     def alive(self) -> bool:
         return not self.gone and self.process.poll() is None
 
     def worker(self) -> tuple[int, int, Connection]:
-        """A worker waiting for a job: its number, its pid (its process group), and its connection."""
+        """A worker waiting for a job: its number, its pid (its process group), and its connection.
+
+        The next one is asked for at once, so that it is in hand when it is needed: the CLI never waits for
+        the template (busy forking the next spare, perhaps) between one job and the next.
+        """
+        if not self.in_hand and not self.asked:
+            self._ask()
+        self._receive(wait=not self.in_hand)
+        worker = self.in_hand.popleft()
+        self._ask()
+        return worker
+
+    def _ask(self) -> None:
         try:
             self.control.sendall(b"W")
-            message, fds, _, _ = socket.recv_fds(self.handover, HANDOVER_BYTES, 1)
         except OSError as exc:
-            message, fds = b"", []
-            reason = str(exc)
-        else:
-            reason = "the worker template exited"
-        if len(message) != HANDOVER_BYTES or not fds:
             self.gone = True
-            if not self.ready:
-                status = self.process.wait()
-                raise SetupError(f"the worker template could not start (exit status {status}): "
-                                 "its error is printed above; is torch installed and working?")
-            raise TemplateGone(reason)
-        self.ready = True
-        number, pid = int.from_bytes(message[:4], "big", signed=True), int.from_bytes(message[4:], "big", signed=True)
-        return number, pid, Connection(fds[0])
+            raise TemplateGone(str(exc)) from exc
+        self.asked += 1
+
+    def _receive(self, *, wait: bool) -> None:
+        """Take the workers the template has handed over (waiting for the first, if ``wait``)."""
+        while self.asked:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.handover, HANDOVER_BYTES, 1,
+                                                     0 if wait else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            if len(message) != HANDOVER_BYTES or not fds:
+                self._gone_while_asking()
+            self.asked -= 1
+            self.ready = True
+            number = int.from_bytes(message[:4], "big", signed=True)
+            pid = int.from_bytes(message[4:], "big", signed=True)
+            self.in_hand.append((number, pid, Connection(fds[0])))
+            wait = False
+
+    def _gone_while_asking(self) -> NoReturn:
+        self.gone = True
+        if not self.ready:
+            status = self.process.wait()
+            raise SetupError(f"the worker template could not start (exit status {status}): "
+                             "its error is printed above; is torch installed and working?")
+        raise TemplateGone("the worker template exited")
 
     def keep_more(self, count: int) -> None:
         """Keep ``count`` more workers forked ahead (a later run asks for more in parallel)."""
@@ -124,6 +154,8 @@ class Template:
 
     def close(self) -> None:
         """Stop the template now, even mid warm-up; it takes its workers with it."""
+        for _, _, conn in self.in_hand:
+            conn.close()
         for closable in (self.events, self.control, self.handover):
             closable.close()
         self.process.kill()

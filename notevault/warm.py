@@ -59,7 +59,9 @@ def warm_up() -> None:
     torch.optim.Adam([x]).step()
     for optimizer in _optimizer_classes(torch):  # the first of each class patches its step(): once, here
         try:
-            optimizer([x])
+            weight = torch.randn(4, requires_grad=True)
+            weight.pow(2).sum().backward()
+            optimizer([weight]).step()  # and its first step() initialises what every later one reuses
         except (TypeError, ValueError, RuntimeError):
             pass
     for _ in range(WARM_ROUNDS):
@@ -74,18 +76,20 @@ def warm_up() -> None:
 # construction, tensor printing, autograd, optimizer steps) fill caches and let the interpreter specialise
 # the code, and a fork that redoes that writes to pages it shares with the template.
 TYPICAL_NOTE = (
-    "x = torch.randn(64, 32)\nprint(x.mean().item(), x.shape, x[:2, :3])",
+    "import torch.nn.functional as F\ntorch.manual_seed(0)\nx = torch.randn(64, 32)\n"
+    "print(x.mean().item(), x.shape, x[:2, :3], f'{x.std().item():+.4f}', x.argmax(-1)[:4].tolist())",
     "w = torch.nn.Linear(32, 16)\nmodel = torch.nn.Sequential(w, torch.nn.ReLU(), torch.nn.Dropout(0.1))\n"
     "y = model(x)\nprint(y.shape, model)",
     "bn = torch.nn.BatchNorm1d(16)\nz = bn(y)\nln = torch.nn.LayerNorm(16)\nz = ln(z)\nprint(z.std().item())",
-    "opt = torch.optim.Adam(model.parameters(), lr=0.01)\nloss = torch.nn.functional.mse_loss(z, torch.zeros_like(z))"
+    "opt = torch.optim.Adam(model.parameters(), lr=0.01)\nloss = F.mse_loss(z, torch.zeros_like(z))"
     "\nloss.backward()\nopt.step()\nopt.zero_grad()\nsgd = torch.optim.SGD(model.parameters(), lr=0.1)\n"
     "sgd.step()\nprint(loss.item())",
     "p = torch.softmax(z, dim=-1)\nq = torch.nn.functional.log_softmax(z, -1)\nprint(p.sum(-1)[:3], q.exp()[:1])",
     "Q = K = V = torch.randn(2, 4, 8)\nattn = torch.softmax(Q @ K.transpose(-2, -1) / 8 ** 0.5, -1) @ V\n"
     "out = torch.nn.functional.scaled_dot_product_attention(Q, K, V)\n"
     "print(torch.allclose(attn, out, atol=1e-6), attn.dtype)\nwith torch.no_grad():\n    e = torch.nn.Embedding(10, 4)"
-    "(torch.arange(3))\nce = torch.nn.functional.cross_entropy(torch.randn(3, 5), torch.tensor([1, 0, 4]))\nce",
+    "(torch.arange(3))\nce = F.cross_entropy(torch.randn(3, 5), torch.randint(0, 5, (3,)))\nce.item()\n"
+    "torch.allclose(Q, K, atol=1e-5), bool(attn.sum(-1).allclose(torch.ones(2, 4)))",
 )
 WARM_ROUNDS = 3
 

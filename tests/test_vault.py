@@ -104,3 +104,25 @@ def test_git_outside_a_repository_is_a_usage_error(tmp_path, capsys, monkeypatch
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above the test's folder counts
     assert main(["lint", "--git", str(root)]) == 2
     assert capsys.readouterr().err.startswith("notevault: error: --git: cannot list the files git tracks in ")
+
+
+def test_paths_in_two_vaults_are_a_usage_error_never_dropped(tmp_path, capsys):
+    from notevault.cli import main
+
+    make_vault(tmp_path / "one", {"a.md": "# a\n"})
+    make_vault(tmp_path / "two", {"b.md": "[[missing]]\n"})
+    assert main(["lint", str(tmp_path / "one"), str(tmp_path / "two" / "b.md")]) == 2
+    assert "is in another vault" in capsys.readouterr().err
+
+
+def test_a_symlink_to_outside_named_on_the_command_line_is_refused(tmp_path):
+    from notevault.cli import main
+
+    outside = tmp_path / "out"
+    outside.mkdir()
+    (outside / "x.md").write_text("```python run\nprint(1)\n```\n")
+    root = make_vault(tmp_path / "V", {})
+    (root / "link.md").symlink_to("../out/x.md")
+    assert main(["run", str(root / "link.md")]) == 0
+    assert (outside / "x.md").read_text() == "```python run\nprint(1)\n```\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["x.md"]  # no .notevault/ next to it either

@@ -516,3 +516,53 @@ def test_clean_reports_what_it_removed_as_text_or_json(tmp_path, capsys, monkeyp
     capsys.readouterr()
     assert main(["clean", "v"]) == 0
     assert capsys.readouterr().out == "cleaned v/n.md (2 results, 1 figure removed)\n"
+
+
+def test_a_read_only_note_is_reported_and_every_other_note_still_written(tmp_path):
+    root = make_vault(tmp_path, {name: f"```python run\nprint({n})\n```\n"
+                                 for n, name in enumerate(("a.md", "locked.md", "z.md"), start=1)})
+    os.chmod(root / "locked.md", 0o444)
+    report = run_vault(root)
+    by_name = {Path(n.path).name: n for n in report.notes}
+    assert by_name["locked.md"].warnings == [f"results not written: {os.path.relpath(root / 'locked.md')} is read-only"]
+    assert (root / "locked.md").read_text() == "```python run\nprint(2)\n```\n"
+    assert "%% notevault id=L1" in (root / "a.md").read_text() and "%% notevault id=L1" in (root / "z.md").read_text()
+
+
+def test_templates_are_never_run_or_written(tmp_path):
+    root = make_vault(tmp_path, {"Templates/t.md": "# T\n\n```python run\nprint(1)\n```\n",
+                                 "n.md": "```python run\nprint(2)\n```\n"}, templates="Templates")
+    report = run_vault(root)
+    assert [Path(n.path).name for n in report.notes] == ["n.md"]
+    assert (root / "Templates" / "t.md").read_text() == "# T\n\n```python run\nprint(1)\n```\n"
+
+
+def test_a_users_image_named_in_output_or_embedded_survives_rerun_and_clean(tmp_path):
+    root = make_vault(tmp_path, {"architecture.png": b"MY-OWN-IMAGE", "diagram.png": b"MINE-TOO",
+                                 "n.md": "![[architecture.png]]\n\n```python run\nprint('![[architecture.png]]')\n"
+                                         "```\n\n> [!tip] My takeaway\n> ![[diagram.png]]\n"})
+    run_vault(root)
+    (root / "n.md").write_text((root / "n.md").read_text().replace("print('!", "print(' !"))  # re-run it
+    run_vault(root)
+    clean_notes(Vault(root), [root])
+    assert (root / "architecture.png").read_bytes() == b"MY-OWN-IMAGE"
+    assert (root / "diagram.png").read_bytes() == b"MINE-TOO"
+
+
+def test_two_notes_of_one_name_and_a_duplicated_plot_never_share_a_figure(tmp_path):
+    plot = "```python run id=plot\nimport matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.title('{}')\n```\n"
+    root = make_vault(tmp_path, {"a/Loss.md": plot.format("note a"), "b/Loss.md": plot.format("note b")})
+    run_vault(root)
+    embeds = [re.findall(r"!\[\[(.+?)\]\]", (root / d / "Loss.md").read_text()) for d in "ab"]
+    assert len({e[0] for e in embeds}) == 2 and all((root / e[0]).exists() for e in embeds)
+    clean_notes(Vault(root), [root / "a" / "Loss.md"])
+    assert (root / embeds[1][0]).exists()  # b's figure is b's alone
+    one = root / "one.md"
+    one.write_text(plot.format("original") + "\ntext\n")
+    run_vault(root, force=True)
+    copy = one.read_text().split("\ntext\n")[0].replace("original", "variant")
+    one.write_text(one.read_text() + "\nVariant:\n\n" + copy + "\n")  # the block and its result, duplicated
+    run_vault(root)
+    names = re.findall(r"!\[\[(.+?)\]\]", one.read_text())
+    assert len(names) == len(set(names)) == 2 and all((root / n).exists() for n in names)
+    assert [f.rule for f in Linter(Vault(root)).lint(one)] == ["duplicate-id"]  # both embeds resolve
