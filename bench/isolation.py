@@ -2,7 +2,7 @@
 
     python bench/isolation.py                  # 100 and 1,000 realistic notes, 3 rounds
     python bench/isolation.py --quick          # 20 and 100 notes, 1 round
-    python bench/isolation.py --rounds 5 --settings "isolation: process"
+    python bench/isolation.py --rounds 5 --settings "jobs: 1"
 
 Cold `notevault run` (a fresh copy of the vault: no cache, no results) on realistic notes with five torch blocks
 sharing state, against the floor: one process that imports torch once and exec()s the same blocks, a fresh
@@ -256,7 +256,7 @@ def main() -> None:
                         help="the two vault sizes (default 100 1000)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (median; default 3, quick 1)")
     parser.add_argument("--settings", default="", metavar="YAML",
-                        help='notevault.yaml for the cold runs, e.g. "isolation: process" (default: none)')
+                        help='notevault.yaml for the cold runs, e.g. "jobs: 1" (default: none)')
     parser.add_argument("--forks", type=int, help="forks in the reference measure (default 200, quick 50)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before one run is killed")
     args = parser.parse_args()

@@ -77,24 +77,19 @@ def measure(notes: int, heavy: bool, runs: int, kind: str = "simple") -> list[tu
         def floor():
             return timed([sys.executable, str(floor_script), str(work / "all.json")])
 
-        def cold(folder: str = "cold", settings: str = ""):
-            vault = tmp_path / folder
+        def cold():
+            vault = tmp_path / "cold"
             if vault.exists():
                 shutil.rmtree(vault)
             shutil.copytree(template, vault)
-            if settings:
-                (vault / "notevault.yaml").write_text(settings)
             return timed([sys.executable, "-m", "notevault", "run", str(vault)])
 
-        measured = interleaved(runs, floor=floor, cold=cold,
-                               strict=lambda: cold("strict", "isolation: process\n"))
-        (floor_s, floor_mb), (cold_s, cold_mb), (strict_s, _) = measured["floor"], measured["cold"], measured["strict"]
+        measured = interleaved(runs, floor=floor, cold=cold)
+        (floor_s, floor_mb), (cold_s, cold_mb) = measured["floor"], measured["cold"]
         rows.append(("floor: one process, torch once, exec()", f"{floor_s:.2f} s, peak {floor_mb:.0f} MB"))
-        rows.append(("notevault run, cold (no cache, no results)",
+        rows.append(("notevault run, cold (no cache, no results; a fresh process per note)",
                      f"{cold_s:.2f} s ({cold_s / floor_s:.2f}× the floor), peak per process {cold_mb:.0f} MB "
                      f"({cold_mb / floor_mb:.2f}×)"))
-        rows.append(("notevault run, cold, isolation: process (a fork per note)",
-                     f"{strict_s:.2f} s ({strict_s / floor_s:.2f}× the floor)"))
 
         def per_note():
             import time

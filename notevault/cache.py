@@ -71,9 +71,9 @@ class Cache:
             return None  # written by another version: run the block again
 
     def put(self, key: str, result: BlockResult) -> None:
-        data = result.to_json()
-        self._load()[key] = data
-        line = (json.dumps([key, data], ensure_ascii=False) + "\n").encode("utf-8")
+        """Append a result to the log. It is not kept in memory too: a run asks the cache for results before it
+        runs blocks, never for one it has just run, and a vault's results must not pile up in the CLI."""
+        line = (json.dumps([key, result.to_json()], ensure_ascii=False) + "\n").encode("utf-8")
         try:
             if self._fd is None:
                 make_cache_folder(self.path.parent)

@@ -57,7 +57,7 @@ def _start_workers(vault: Vault, options: RunOptions) -> None:
 
 def _question(vault: Vault, options: RunOptions) -> str | None:
     """What the index is asked for this command: run (current results as they are written) or check --frozen
-    (stored results judged, and lint), with everything besides the notes that shapes the answer.
+    (stored results judged; lint has an index of its own), with everything besides the notes that shapes it.
 
     None where the index cannot answer: --force and check run every block.
     """
@@ -111,7 +111,7 @@ class _Run:
             answer = self.index.answer(rel, self.question) if self.index else None
             try:
                 answered = report_from_answer(self.vault.display(rel), answer) if answer is not None else None
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, KeyError):
                 answered = None  # an answer in another shape: ask again
             if answered is not None:
                 self.reports[rel] = answered
@@ -175,7 +175,10 @@ class _Run:
             answer = note_answer(replace(report, blocks=[replace(b, cached=True) for b in report.blocks],
                                          lint=plan.findings))
             self.index.record(plan.rel, source, self.question, answer, self.planner.dependencies(plan, figure_names))
-        plan.note = None  # written and reported: its text is no longer needed (memory stays flat)
+        plan.note = None  # written and reported: its text and blocks are no longer needed (memory stays flat)
+        for planned in plan.blocks:
+            self.chains.pop(id(planned), None)
+        plan.blocks = []
         self.vault.forget(plan.rel)
         if self.on_note:
             self.on_note(report)
@@ -302,7 +305,7 @@ def _run_blocks(run: _Run, todo: list[Path]) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs_count)
     pool = WorkerPool(jobs_count)
     writer = _Writer(run.finish)
-    jobs: list[tuple[Job, list[PlannedBlock]]] = []
+    jobs: list[tuple[Job, list[PlannedBlock]] | None] = []
     failure: list[BaseException] = []
 
     def plan_and_submit() -> None:
@@ -344,7 +347,7 @@ def _run_blocks(run: _Run, todo: list[Path]) -> None:
     planner = threading.Thread(target=plan_and_submit, name="notevault-planner", daemon=True)
     planner.start()
     try:
-        pool.serve(on_result=on_result, on_done=lambda job: None)
+        pool.serve(on_result=on_result, on_done=lambda job: jobs.__setitem__(job, None))  # done: let it go
     finally:
         run.stop()
         planner.join()

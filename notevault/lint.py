@@ -167,7 +167,7 @@ class Linter:
         rel = self.vault.relative(path)
         answer = self.index.answer(rel, self.question) if self.index is not None else None
         if answer is not None and (answer["files"] == self.vault.files_digest[:32]
-                                   or self.vault.still_answers(answer["lookups"])):
+                                   or self.vault.still_answers(answer["lookups"], rel)):
             return [Finding(*f) for f in answer["findings"]]
         templates = self.templates()  # parsed before the look-ups are recorded: the question covers them
         self.vault.lookups = lookups = []
@@ -183,7 +183,7 @@ class Linter:
         if self.index is not None and isinstance(note, Note) and note.source is not None:
             read = {lookup[1] for lookup in lookups if lookup[0] == "note" and lookup[1] != rel}
             answer = {"findings": [[f.rule, f.severity, f.line, f.col, f.message] for f in findings],
-                      "files": self.vault.files_digest[:32], "lookups": [x for x in lookups if x[0] != "note"]}
+                      "files": self.vault.files_digest[:32], "lookups": self.vault.answers_given(lookups, rel)}
             self.index.record(rel, note.source, self.question, answer, Dependencies(notes=dict.fromkeys(read)))
         if not self.vault.is_template(rel):
             self.vault.forget(rel)  # linted: its text is no longer needed

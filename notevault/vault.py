@@ -287,7 +287,8 @@ class Vault:
             from .note import read_note
 
             try:
-                self._parsed[rel] = read_note(self.root / rel)
+                note = self._parsed[rel] = read_note(self.root / rel)
+                self._anchors[rel] = (tuple(h.title for h in note.headings), note.block_ids)
             except NoteError as exc:
                 self._parsed[rel] = exc
             if len(self._parsed) > PARSED_KEPT:
@@ -387,12 +388,30 @@ class Vault:
             self.lookups.append(["suggest", target, note_rel, found])
         return found
 
-    def still_answers(self, lookups: list[list]) -> bool:
-        """Would this vault give the same answers to these link look-ups (see ``lookups``)?"""
+    @staticmethod
+    def answers_given(lookups: list[list], note_rel: str) -> list[list]:
+        """The link look-ups recorded while ``note_rel`` was linted, each once, as ``still_answers`` takes them."""
+        kept: dict[str, list] = {}
         for lookup in lookups:
-            if lookup[0] == "resolve" and self._resolve(lookup[1], lookup[2], lookup[3]) != lookup[4]:
+            if lookup[0] == "resolve" and lookup[2] == note_rel:
+                kept.setdefault(repr(lookup), ["r", lookup[1], lookup[3], lookup[4]])
+            elif lookup[0] == "suggest" and lookup[2] == note_rel:
+                kept.setdefault(repr(lookup), ["s", lookup[1], lookup[3]])
+            elif lookup[0] != "note":  # asked for another note (a formula's note link): kept whole
+                kept.setdefault(repr(lookup), lookup)
+        return list(kept.values())
+
+    def still_answers(self, given: list[list], note_rel: str) -> bool:
+        """Would this vault give the same answers to these look-ups (see ``answers_given``)?"""
+        for lookup in given:
+            kind = lookup[0]
+            if kind == "r" and self._resolve(lookup[1], note_rel, lookup[2]) != lookup[3]:
                 return False
-            if lookup[0] == "suggest" and self.suggest(lookup[1], lookup[2]) != lookup[3]:
+            if kind == "s" and self.suggest(lookup[1], note_rel) != lookup[2]:
+                return False
+            if kind == "resolve" and self._resolve(lookup[1], lookup[2], lookup[3]) != lookup[4]:
+                return False
+            if kind == "suggest" and self.suggest(lookup[1], lookup[2]) != lookup[3]:
                 return False
         return True
 
