@@ -11,8 +11,6 @@ import threading
 from pathlib import Path
 from typing import NoReturn
 
-from rich.console import Console
-
 from . import __version__
 from .config import VAULT_KEYS
 from .errors import UsageError
@@ -215,6 +213,8 @@ def _emit(text: str, output: Path | None) -> None:
 
 def _report_and_exit_status(report: Report, args: argparse.Namespace, *, strict: bool = False) -> int:
     if args.format == "text" and args.output is None and sys.stdout.isatty():
+        from rich.console import Console
+
         print_terminal(report, Console())
     else:
         _emit(render(report, args.format), args.output)

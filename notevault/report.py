@@ -1,5 +1,5 @@
-"""Everything a command prints: reports as text, json (SPEC §7), junit and github annotations; what clean,
-tangle and formulas return; the progress bar."""
+"""Everything a command prints: reports as text, json, junit and github annotations; what clean, tangle and
+formulas return; the progress bar."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 import sys
 from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from .findings import Finding
-from .github import workflow_commands
-from .junit import to_junit
 from .results import BlockResult, NoteReport, Report
 
-if TYPE_CHECKING:  # the commands' own modules; report only reads their dataclasses
+if TYPE_CHECKING:
+    # rich, junit and github are loaded where they are used: a text report into a pipe needs none of them
+    from rich.console import Console
+    from rich.progress import Progress
+
+    # the commands' own modules: report only reads their dataclasses
     from .formula import NoteFormulas
     from .tangle import Tangled
     from .writer import Cleaned
@@ -53,7 +53,15 @@ def to_json(report: Report, *, indent: int | None = 2) -> str:
 
 def to_github(report: Report) -> str:
     """Annotations (see github.py), then the summary line as plain log text."""
+    from .github import workflow_commands
+
     return "\n".join([*workflow_commands(report), _summary_line(report)]) + "\n"
+
+
+def to_junit(report: Report) -> str:
+    from .junit import to_junit as junit
+
+    return junit(report)
 
 
 def _summary_line(report: Report) -> str:
@@ -191,6 +199,13 @@ def render_formulas(notes: list[NoteFormulas], fmt: str) -> str:
 STARTING = "starting workers (importing torch)…"
 
 
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 class ProgressDisplay:
     """A progress bar on a terminal; one plain line per note otherwise (CI logs stay readable).
 
@@ -203,9 +218,12 @@ class ProgressDisplay:
         self.enabled = enabled
         self.failures = 0
         self.blocks = 0
-        self.console = Console(file=self.stream)
         self.bar: Progress | None = None
-        if enabled and self.console.is_terminal:
+        if enabled and _is_terminal(self.stream):
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.console = Console(file=self.stream)
             self.bar = Progress(TextColumn("[bold]notevault"), BarColumn(complete_style="green"),
                                 MofNCompleteColumn(), TextColumn("notes · {task.fields[status]}"),
                                 TimeElapsedColumn(), console=self.console, transient=True)
