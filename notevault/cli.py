@@ -53,7 +53,7 @@ class Parser(argparse.ArgumentParser):
         self.commands: dict[str, Parser] = {}
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"notevault: error: {message}\nsee {self.prog} --help\n")
+        self.exit(2, f"notevault: error: {message} (see {self.prog} --help)\n")  # one line
 
     def command(self, commands: argparse._SubParsersAction, name: str, summary: str, description: str,
                 exits: str) -> Parser:

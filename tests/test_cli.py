@@ -76,7 +76,7 @@ def test_usage_errors_are_one_line_with_a_hint_and_exit_2(argv, error, command, 
     root = make_vault(tmp_path / "v", {"n.md": NOTE})
     monkeypatch.chdir(tmp_path)
     status, out, err = run_main(capsys, *argv)
-    assert (status, out, err) == (2, "", f"notevault: error: {error}\nsee notevault{command} --help\n")
+    assert (status, out, err) == (2, "", f"notevault: error: {error} (see notevault{command} --help)\n")
     assert (root / "n.md").read_text() == NOTE and not (root / ".notevault").exists()  # nothing ran
 
 
