@@ -64,7 +64,7 @@ def _question(vault: Vault, options: RunOptions) -> str | None:
     if options.force or not (options.write or options.frozen):
         return None
     shaping = [__version__, vault.settings_digest, options.device or "", str(options.timeout or ""),
-               str(cuda_present())]
+               str(cuda_present()), vault.files_digest if vault.git else ""]  # --git: as a clone would have it
     return ("frozen:" if options.frozen else "run:") + sha(*shaping)[:16]
 
 

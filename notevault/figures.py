@@ -65,7 +65,10 @@ def attachment_dir(vault: Vault, note_rel: str) -> Path:
 
 
 def exists(vault: Vault, note_rel: str, name: str) -> bool:
-    return (attachment_dir(vault, note_rel) / name).is_file()
+    path = attachment_dir(vault, note_rel) / name
+    if not vault.git:
+        return path.is_file()
+    return path.is_relative_to(vault.real_root) and vault.has_file(path.relative_to(vault.real_root).as_posix())
 
 
 def link_style(vault: Vault) -> str:

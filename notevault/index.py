@@ -16,18 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cache import make_cache_folder
 from .files import Source, write_atomic
+from .tags import sessions_named
 
 INDEX_FOLDER = Path(".notevault")
 FORMAT = 2
 RACY_NS = 2_000_000_000
-SESSION_OPTION = re.compile(rb"\bsession=([A-Za-z0-9_.-]+)")
 
 
 def file_state(path: Path) -> str | None:
@@ -173,7 +172,7 @@ class Index:
                     names = entry["sessions"]
                 else:
                     try:
-                        names = {n.decode() for n in SESSION_OPTION.findall((self.root / rel).read_bytes())}
+                        names = sessions_named((self.root / rel).read_bytes())
                     except OSError:
                         continue
                 for name in names:

@@ -36,7 +36,7 @@ from .lint import block_findings
 from .note import Block, Note, ResultCallout, read_note
 from .options import RunOptions, cuda_present, sha, versions
 from .results import BlockResult
-from .tags import FORMULA_REF
+from .tags import FORMULA_REF, sessions_named
 from .vault import Vault, display_path
 
 FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)')
@@ -146,7 +146,7 @@ class Planner:
         solo, named = [], []
         for path in notes:
             try:
-                (named if b"session=" in path.read_bytes() else solo).append(path)
+                (named if sessions_named(path.read_bytes()) else solo).append(path)
             except OSError:
                 solo.append(path)  # read again by plan(), which reports why it cannot be read
         if named:
@@ -180,7 +180,6 @@ class Planner:
 
     def _session_members(self, names: set[str]) -> Iterator[str]:
         """Vault notes that hold a block of one of these sessions (a text search first: most notes have none)."""
-        needles = [f"session={name}".encode() for name in names]
         for rel in self.vault.files:
             if not rel.endswith(".md") or self.vault.is_excluded(rel) or self.vault.is_template(rel):
                 continue
@@ -188,7 +187,7 @@ class Planner:
                 data = (self.vault.root / rel).read_bytes()
             except OSError:
                 continue
-            if any(needle in data for needle in needles):
+            if sessions_named(data) & names:
                 note = self.vault.note(rel)
                 if isinstance(note, Note) and any(b.tag.session in names for b in note.blocks):
                     yield rel
@@ -200,9 +199,8 @@ class Planner:
         if module not in self._snippet_sources:
             found = ("", frozenset())
             for candidate in snippet_files(module):
-                path = self.vault.root / candidate
-                if path.is_file():
-                    source = path.read_text(encoding="utf-8", errors="replace")
+                if self.vault.has_file(candidate):
+                    source = (self.vault.root / candidate).read_text(encoding="utf-8", errors="replace")
                     found = (source, imported_modules(source) - {module})
                     break
             self._snippet_sources[module] = found

@@ -11,6 +11,7 @@ PYTHON_WORDS = ("python", "py", "python3")
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 EXCEPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 FORMULA_REF = re.compile(r"^(?:(?P<note>[^#]+)#\^)?(?P<id>[A-Za-z0-9-]+)$")
+FENCE_INFO = re.compile(rb"(?:```+|~~~+)([^\n]*)")
 
 
 @dataclass(frozen=True)
@@ -123,3 +124,15 @@ def parse_info(info: str) -> tuple[str, Tag | None]:
     if values.get("isolated") and "session" in values:
         errors.append("'isolated' and 'session=' exclude each other")
     return language, Tag(errors=tuple(errors), **values)  # type: ignore[arg-type]
+
+
+def sessions_named(text: bytes) -> set[str]:
+    """The session names a note's fences give, read without parsing the note: every run of three backticks or
+    tildes is taken for a fence opening and its info read by ``parse_info``, so a name is found however the
+    tag spells it (``session="s"``) and the result holds every session the parsed note has, and maybe more."""
+    names = set()
+    for info in FENCE_INFO.findall(text):
+        _, tag = parse_info(info.decode("utf-8", errors="replace").strip())
+        if tag is not None and tag.session:
+            names.add(tag.session)
+    return names

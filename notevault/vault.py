@@ -322,6 +322,10 @@ class Vault:
             return None
         return next((m.latex for m in target.maths if m.block_id == match["id"]), None)
 
+    def has_file(self, rel: str) -> bool:
+        """Whether the file is there as a clone would have it: on disk, and with ``--git`` also tracked."""
+        return (self.root / rel).is_file() and (not self.git or self._file_set.get(rel.casefold()) == rel)
+
     def forget(self, rel: str) -> None:
         """Drop a parsed note so the next ``note()`` reads the file again (it changed on disk, or is done)."""
         self._parsed.pop(rel, None)

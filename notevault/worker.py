@@ -23,7 +23,7 @@ import traceback
 from multiprocessing.connection import Connection
 from types import CodeType
 
-from .jobs import FRAME_HEADER, Job, Task, filename_of, frame
+from .jobs import FRAME_HEADER, OUTPUT_CUT, Job, Task, filename_of, frame
 from .results import BlockResult, FormulaResult
 
 MAX_OUTPUT_BYTES = 1 << 20  # a block printing 50 MB must not flood the note or the parent
@@ -131,7 +131,7 @@ class _Output:
         size = os.lseek(self.fd, 0, os.SEEK_END) - self.mark
         text = os.pread(self.fd, min(size, MAX_OUTPUT_BYTES), self.mark).decode("utf-8", errors="replace")
         if size > MAX_OUTPUT_BYTES:
-            text += f"\n… output cut: {size:,} bytes in all\n"
+            text += OUTPUT_CUT.format(size=size)
         return text
 
 

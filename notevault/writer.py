@@ -28,6 +28,7 @@ from .vault import Vault, display_path
 # ANSI escape sequences (colours, cursor moves, window titles): a note shows text, not a terminal.
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 MAX_SECTION_CHARS = 20_000
+WORKER_CUT = re.compile(r"\n… output cut: [0-9,]+ bytes in all$")  # the last line of jobs.OUTPUT_CUT
 ATTEMPTS = 3
 
 
@@ -55,7 +56,8 @@ class Spliced:
 
 def terminal_text(text: str) -> str:
     """What a terminal would show, as plain lines: ``\\r`` overwrites (progress bars keep their last state),
-    escape sequences go, other control characters become visible symbols, lone surrogates become U+FFFD."""
+    escape sequences go, other control characters (and bidi controls) become visible symbols, lone surrogates
+    become U+FFFD."""
     text = ANSI.sub("", text).replace("\r\n", "\n")
     if "\r" in text:
         text = "\n".join(_overwrite(line) for line in text.split("\n"))
@@ -70,8 +72,13 @@ def _overwrite(line: str) -> str:
     return shown
 
 
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
 def _is_break_like(char: str) -> bool:
-    return char == "\x7f" or "\x80" <= char <= "\x9f" or char in "\u2028\u2029"
+    """Characters an editor would not show as themselves: they break lines or, like the bidi controls, reorder
+    the text around them so that output reads as something it is not."""
+    return char == "\x7f" or "\x80" <= char <= "\x9f" or char in "\u2028\u2029" or char in BIDI_CONTROLS
 
 
 def _visible(char: str) -> str:
@@ -85,7 +92,10 @@ def _visible(char: str) -> str:
 def _cut(text: str, max_lines: int) -> str:
     text = text.rstrip("\n")
     if len(text) > MAX_SECTION_CHARS:
-        text = text[:MAX_SECTION_CHARS] + f"\n… {len(text) - MAX_SECTION_CHARS:,} more characters"
+        cut_by_worker = WORKER_CUT.search(text)  # kept: it says how much the block printed in all
+        kept = text[:cut_by_worker.start()] if cut_by_worker else text
+        text = kept[:MAX_SECTION_CHARS] + f"\n… {len(kept) - MAX_SECTION_CHARS:,} more characters"
+        text += cut_by_worker.group() if cut_by_worker else ""
     lines = text.split("\n")
     if len(lines) <= max_lines:
         return text

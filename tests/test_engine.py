@@ -215,11 +215,14 @@ def test_a_forked_child_that_outlives_its_block_is_killed(tmp_path):
 
 def test_huge_output_is_cut(tmp_path):
     root = make_vault(tmp_path, {"n.md": fence("import sys\nsys.stdout.write('x' * 50_000_000)")})
-    blocks, _ = run(root)
+    blocks, _ = run(root, RunOptions())
     result = blocks["n.md", "L1"]
     assert result.status == "passed"
     assert len(result.output) < 1_100_000
     assert result.output.endswith("… output cut: 50,000,000 bytes in all\n")
+    note = (root / "n.md").read_text()  # the note shows the start, and how much there was in all
+    assert "\n> … 1,028,576 more characters\n> … output cut: 50,000,000 bytes in all\n> ```\n" in note
+    assert len(note) < 25_000
 
 
 def test_bad_tag_and_unclosed_fence_fail_without_running(tmp_path):

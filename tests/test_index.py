@@ -143,6 +143,15 @@ def test_a_new_note_joining_a_session_brings_it_back(vault):
     assert planned == ["s0.md", "s1.md", "s2.md"]
 
 
+def test_a_note_joining_a_session_with_a_quoted_name_brings_it_back(vault):
+    """``session="s"`` is session s to the tag parser, so it must be to the index and the planner too."""
+    (vault / "s15.md").write_text(fence("shared = 7", 'python run session="s"'))
+    planned, _ = run(vault)
+    assert planned == ["s1.md", "s15.md", "s2.md"] and "> 7" in (vault / "s2.md").read_text()
+    execute(Vault(vault), [vault / "s2.md"], RunOptions(force=True))  # one note of the session: replayed before it
+    assert "> 7" in (vault / "s2.md").read_text()
+
+
 def test_an_answer_holds_only_for_what_it_rested_on_when_it_was_given(vault):
     """A later question recorded on a changed note must not make an older answer about another look current."""
     (vault / "s1.md").write_text(fence("shared = 3", "python run session=s"))

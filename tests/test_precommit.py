@@ -18,6 +18,8 @@ import yaml
 from conftest import REPO, make_vault
 
 from notevault.cli import main
+from notevault.engine import RunOptions, execute
+from notevault.vault import Vault
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -129,3 +131,33 @@ def test_a_commit_touching_no_note_still_runs_the_hook(repo):
     done = repo.commit("readme only")
     assert done.returncode == 0 and repo.head() == "readme only", done.stdout
     assert "notevault check --frozen" in done.stdout and "Passed" in done.stdout
+
+
+def test_a_snippet_never_added_is_missing_to_check_frozen_git(tmp_path):
+    """A clone lacks a snippet that was never `git add`-ed: --git judges the note as the clone would, also when
+    an earlier check without --git left its answer in the index."""
+    root = tmp_path / "vault"
+    make_vault(root, {"snippets/util9.py": "def double(x):\n    return 2 * x\n",
+                      "n.md": "```python run\nfrom util9 import double\nprint(double(21))\n```\n"})
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    execute(Vault(root), [root], RunOptions())
+    subprocess.run(["git", "-C", str(tmp_path), "add", "vault/n.md"], check=True)
+    assert not execute(Vault(root), [root], RunOptions(write=False, frozen=True)).failed()  # on disk: current
+    stale = execute(Vault(root, git=True), [root], RunOptions(write=False, frozen=True))
+    assert [b.status for n in stale.notes for b in n.blocks] == ["stale"]
+    subprocess.run(["git", "-C", str(tmp_path), "add", "vault/snippets/util9.py"], check=True)
+    assert not execute(Vault(root, git=True), [root], RunOptions(write=False, frozen=True)).failed()
+
+
+def test_a_figure_never_added_is_missing_to_check_frozen_git(tmp_path):
+    """The figure a result embeds must be in the commit too: a clone without it shows a broken image."""
+    root = tmp_path / "vault"
+    plot = "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"
+    make_vault(root, {"n.md": f"```python run\n{plot}\n```\n"})
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert not execute(Vault(root), [root], RunOptions()).failed()
+    subprocess.run(["git", "-C", str(tmp_path), "add", "vault/n.md"], check=True)
+    stale = execute(Vault(root, git=True), [root], RunOptions(write=False, frozen=True))
+    assert [b.status for n in stale.notes for b in n.blocks] == ["stale"]
+    subprocess.run(["git", "-C", str(tmp_path), "add", "vault"], check=True)
+    assert not execute(Vault(root, git=True), [root], RunOptions(write=False, frozen=True)).failed()

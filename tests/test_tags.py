@@ -1,6 +1,6 @@
 """Fence tags per SPEC §2: what is run, with which options; bad options are errors, never ignored."""
 
-from notevault.tags import Tag, parse_info
+from notevault.tags import Tag, parse_info, sessions_named
 
 
 def test_untagged_and_other_languages_are_not_run():
@@ -38,3 +38,13 @@ def test_expect_forms():
     assert parse_info("python run expect=error")[1].expect == "error"
     assert parse_info("python run expect=ZeroDivisionError")[1].expect == "ZeroDivisionError"
     assert parse_info("python run expect=")[1].errors == ("option 'expect' needs a value",)
+
+
+def test_sessions_named_reads_a_tag_as_the_parser_does():
+    """The index and planner find a note's sessions from its text; any spelling the parser accepts counts."""
+    text = (b'```python run session="a"\nx\n```\n'
+            b"> - ~~~py check sess''ion=b\n"
+            b"    ````python run   session='c' seed=1\n"
+            b"```python session=not-tagged\n```python run session=bad!\n```text run session=d\n")
+    assert sessions_named(text) == {"a", "b", "c"}
+    assert sessions_named(b"# no fences, session=x in prose\n") == set()

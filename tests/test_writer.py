@@ -222,6 +222,10 @@ def test_terminal_text_shows_what_a_terminal_shows():
     assert terminal_text("epoch 1\repoch 22\rep 3\n") == "ep 3h 22\n"  # each \r rewrites from the left
     assert terminal_text("\x1b[1;31mbold red\x1b[0m and \x1b]0;title\x07plain") == "bold red and plain"
     assert terminal_text("tab\tok\x0c") == "tab\tok\u240c"
+    # a bidi override would make the output read as something it is not ("Trojan source")
+    assert terminal_text("loss \u202e0.1\u202c ok") == (
+        "loss <U+202E RIGHT-TO-LEFT OVERRIDE>0.1<U+202C POP DIRECTIONAL FORMATTING> ok")
+    assert terminal_text("中文 and עברית stay") == "中文 and עברית stay"
 
 
 def test_an_error_in_the_title_shows_literally():
