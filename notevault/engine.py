@@ -100,7 +100,8 @@ class _Run:
         selection = self.vault.notes(paths, templates=False)  # a template's blocks never run
         notes = [f for f in self.vault.files if f.endswith(".md")]
         if self.question is not None:
-            self.index = Index.load(self.vault.root, self.question.split(":")[0], notes)
+            self.index = Index.load(self.vault.root, self.question.split(":")[0], notes,
+                                    links_hold=self.vault.still_answers)
         if self.options.lint:
             from .lint import Linter
 

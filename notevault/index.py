@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class Dependencies:
     files: dict[str, str | None] = field(default_factory=dict)  # vault path -> file_state (None: absent)
     notes: dict[str, str | None] = field(default_factory=dict)  # another note's vault path -> its content hash
     sessions: list[str] = field(default_factory=list)  # named sessions the note takes part in
+    links: list[list] = field(default_factory=list)  # the vault's answers to its links (Vault.answers_given)
 
 
 def _well_formed(entry: object) -> bool:
@@ -85,8 +87,9 @@ class Index:
     loads only what it asks), loaded once per command and saved once at its end."""
 
     def __init__(self, root: Path, kind: str, notes: list[str], entries: dict[str, dict] | None = None,
-                 saved_ns: int = 0) -> None:
+                 saved_ns: int = 0, *, links_hold: Callable[[list[list], str], bool] | None = None) -> None:
         self.root = root
+        self.links_hold = links_hold  # would the vault answer these link look-ups for this note the same now?
         self.notes = notes  # every note of the vault (vault paths): any of them may join a session
         self.path = root / INDEX_FOLDER / f"index-{kind}.json"
         self.entries: dict[str, dict] = entries or {}
@@ -98,15 +101,16 @@ class Index:
         self._files: dict[tuple[str, str | None], bool] = {}  # file checks made this run
 
     @classmethod
-    def load(cls, root: Path, kind: str, notes: list[str]) -> Index:
+    def load(cls, root: Path, kind: str, notes: list[str], *,
+             links_hold: Callable[[list[list], str], bool] | None = None) -> Index:
         try:
             data = json.loads((root / INDEX_FOLDER / f"index-{kind}.json").read_bytes())
             if data.get("format") != FORMAT or not isinstance(data.get("notes"), dict):
-                return cls(root, kind, notes)
+                return cls(root, kind, notes, links_hold=links_hold)
             entries = {rel: entry for rel, entry in data["notes"].items() if _well_formed(entry)}
-            return cls(root, kind, notes, entries, int(data.get("saved_ns", 0)))
+            return cls(root, kind, notes, entries, int(data.get("saved_ns", 0)), links_hold=links_hold)
         except (OSError, ValueError, TypeError, AttributeError):
-            return cls(root, kind, notes)  # missing or corrupt: start afresh
+            return cls(root, kind, notes, links_hold=links_hold)  # missing or corrupt: start afresh
 
     def save(self) -> None:
         self._settle()
@@ -135,6 +139,9 @@ class Index:
         if any(self.hash_now(name) != sha for name, sha in given["notes"].items()):
             return None
         if any(self.members(session) != members for session, members in given["members"].items()):
+            return None
+        links = given.get("links")
+        if links and (self.links_hold is None or not isinstance(links, list) or not self.links_hold(links, rel)):
             return None
         return given["answer"]
 
@@ -210,7 +217,7 @@ class Index:
             notes = {**{m: self.hash_now(m) for names in members.values() for m in names if m != rel},
                      **{m: self.hash_now(m) for m in depends.notes}}
             entry["answers"][question] = {"answer": answer, "files": depends.files, "notes": notes,
-                                          "members": members}
+                                          "members": members, **({"links": depends.links} if depends.links else {})}
         self._pending = []
 
     def forget(self, rel: str) -> None:

@@ -3,11 +3,12 @@
 Pure: it reads notes through the vault, runs nothing and writes nothing.
 
 A block's *run hash* covers everything that can change what it produces: its code and options, the note it is
-in (its folder is the working directory), the device and time limit it gets, the formula it checks, the
-``snippets/`` modules it imports, and the run hash of the block before it in its session — in whichever note that
-block is. The hash its callout's marker states adds how the result is shown (its id, ``output=``, the vault's
-layout), so a callout that would be rendered differently is not current either. The cache in ``.notevault/`` is
-keyed by the run hash plus the machine (device, CUDA, versions): a result is re-rendered from it without running.
+in (its folder is the working directory), the device, time and memory limits it gets, the formula it checks, the
+vault's modules it imports (from ``snippets/`` or the note's folder, followed through their own imports; see
+imports.py), and the run hash of the block before it in its session — in whichever note that block is. The hash
+its callout's marker states adds how the result is shown (its id, ``output=``, the vault's layout), so a callout
+that would be rendered differently is not current either. The cache in ``.notevault/`` is keyed by the run hash
+plus the machine (device, CUDA, versions): a result is re-rendered from it without running.
 
 Sessions: a note's blocks share one namespace; ``isolated`` blocks have their own; ``session=NAME`` blocks share
 one across notes, run in the order of their notes' vault paths (Unicode order, as ``sorted`` gives), top to
@@ -16,12 +17,11 @@ bottom within a note. Running part of a session replays the blocks before it, so
 
 from __future__ import annotations
 
-import ast
+import posixpath
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 from . import figures
@@ -30,6 +30,7 @@ from .callout import Layout
 from .config import NoteSettings, note_settings
 from .errors import NoteError
 from .findings import Finding
+from .imports import VaultModules
 from .index import Dependencies, file_state
 from .jobs import Job, Task
 from .lint import block_findings
@@ -42,6 +43,7 @@ from .vault import Vault, display_path
 FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)')
 WARNING = re.compile(r"^(?P<path>[^\s:][^:]*):(?P<line>\d+): \w+(?:Warning|Error)\b")
 HASH_CHARS = 16
+SNIPPETS = "snippets"  # the vault folder of modules every block can import
 
 
 SessionKey = tuple[str, ...]  # ("note", rel) | ("session", name) | ("isolated", rel, n)
@@ -60,6 +62,7 @@ class PlannedBlock:
     result: BlockResult | None = None  # known before running
     origin: str = "run"  # "note": current as written · "cache" · "static": decided without running · "run"
     stale: str | None = None  # why the result stored in the note is not current
+    imports: tuple[str, ...] = ()  # where its vault modules are or could be (vault paths): what it rests on
 
     @property
     def id(self) -> str:
@@ -81,24 +84,14 @@ class NotePlan:
         return display_path(self.path)
 
 
-@lru_cache(maxsize=4096)
-def imported_modules(code: str) -> frozenset[str]:
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return frozenset()
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return frozenset(names)
-
-
-def snippet_files(module: str) -> tuple[str, str]:
-    """Where a vault module would be, as vault paths."""
-    return f"snippets/{module}.py", f"snippets/{module}/__init__.py"
+def _import_folders(plans: list[NotePlan]) -> dict[SessionKey, tuple[str, ...]]:
+    """Where each session's blocks import the vault's modules from, as its worker's sys.path has it: snippets/,
+    then the folders of the session's notes (see ``jobs_of``)."""
+    folders: dict[SessionKey, dict[str, None]] = defaultdict(dict)
+    for plan in plans:
+        for number, block in enumerate(plan.note.blocks if plan.note else ()):
+            folders[session_of(block, plan.rel, number)][posixpath.dirname(plan.rel)] = None
+    return defaultdict(lambda: (SNIPPETS,), {key: (SNIPPETS, *names) for key, names in folders.items()})
 
 
 def session_of(block: Block, rel: str, number: int) -> SessionKey:
@@ -118,9 +111,8 @@ class Planner:
         self.options = options
         self.layout = layout
         self.eager = eager  # called once when a note is read whose blocks will likely need running
-        self.snippets = vault.root / "snippets"
         self.cache = Cache(vault.root)
-        self._snippet_sources: dict[str, tuple[str, frozenset[str]]] = {}
+        self.modules = VaultModules(self._module_source)
 
     # Which notes ----------------------------------------------------------------------------------------
 
@@ -194,41 +186,18 @@ class Planner:
 
     # Hashes and tasks -----------------------------------------------------------------------------------
 
-    def _snippet(self, module: str) -> tuple[str, frozenset[str]]:
-        """The source of ``snippets/<module>`` and the modules it imports ("" and none for any other module)."""
-        if module not in self._snippet_sources:
-            found = ("", frozenset())
-            for candidate in snippet_files(module):
-                if self.vault.has_file(candidate):
-                    source = (self.vault.root / candidate).read_text(encoding="utf-8", errors="replace")
-                    found = (source, imported_modules(source) - {module})
-                    break
-            self._snippet_sources[module] = found
-        return self._snippet_sources[module]
-
-    def snippet_closure(self, modules: frozenset[str]) -> list[str]:
-        """These modules and every module the snippets among them import, in turn."""
-        seen, todo = set(), list(modules)
-        while todo:
-            module = todo.pop()
-            if module not in seen:
-                seen.add(module)
-                todo += self._snippet(module)[1]
-        return sorted(seen)
-
-    def snippet_sources(self, code: str) -> list[str]:
-        """The sources of the snippets a block imports, directly or through another snippet."""
-        return [source for m in self.snippet_closure(imported_modules(code)) if (source := self._snippet(m)[0])]
+    def _module_source(self, path: str) -> str | None:
+        if not self.vault.has_file(path):
+            return None
+        return (self.vault.root / path).read_text(encoding="utf-8", errors="replace")
 
     def dependencies(self, plan: NotePlan, figure_names: tuple[str, ...]) -> Dependencies:
         """Besides the note, what its verdict rests on: snippet files (present or not: a new one changes an
         import), its figure files, the notes its formulas come from, and its named sessions."""
         depends = Dependencies()
         note = plan.note
-        modules = frozenset(m for block in note.blocks for m in imported_modules(block.code))
-        for module in self.snippet_closure(modules):
-            for candidate in snippet_files(module):
-                depends.files[candidate] = file_state(self.vault.root / candidate)
+        for path in sorted({path for planned in plan.blocks for path in planned.imports}):
+            depends.files[path] = file_state(self.vault.root / path)
         folder = figures.attachment_dir(self.vault, plan.rel)
         for name in figure_names:
             depends.files[(folder / name).relative_to(self.vault.real_root).as_posix()] = file_state(folder / name)
@@ -236,6 +205,7 @@ class Planner:
             ref = FORMULA_REF.match(block.tag.formula or "")
             if ref and ref["note"]:
                 target = self.vault.resolve(ref["note"], plan.rel, wiki=True)
+                depends.links.append(["r", ref["note"], True, target])  # another note may become the target
                 if target is not None:
                     depends.notes[target] = None  # its hash as used in this run: settled by the index
             if block.tag.session:
@@ -245,6 +215,7 @@ class Planner:
     def _hash_and_task(self, plans: list[NotePlan]) -> None:
         """Hash every block in session order (plans are in vault path order) and decide what it runs as."""
         last: dict[SessionKey, str] = {}
+        folders = _import_folders(plans)
         for plan in plans:
             plan.blocks = []
             if plan.note is None:
@@ -256,11 +227,12 @@ class Planner:
                 timeout = (block.tag.timeout or plan.settings.timeout or self.options.timeout
                            or self.vault.config.timeout)
                 formula = self.vault.formula(plan.note, plan.rel, block.tag.formula) if block.tag.formula else None
-                snippets = self.snippet_sources(block.code)
+                modules = self.modules.found(block.code, folders[session])
                 run_hash = sha(last.get(session, ""), plan.rel, block.code, block.tag.source(), device,
-                               f"{timeout:g}", formula or "", *snippets)
+                               f"{timeout:g}", str(self.vault.config.memory_limit_mb), formula or "",
+                               *(f"{path}\n{source}" for path, source in modules.sources))
                 shown = sha(run_hash, block.id, block.tag.output or "", self.layout.key())[:HASH_CHARS]
-                planned = PlannedBlock(plan, block, session, run_hash, shown, None)
+                planned = PlannedBlock(plan, block, session, run_hash, shown, None, imports=modules.looked)
                 plan.blocks.append(planned)
                 static = self._static_result(planned, broken, formula)
                 if static is not None:
@@ -332,8 +304,8 @@ class Planner:
         if stored.id != planned.id:
             return f"the block's id changed (its result says {stored.id})"
         if stored.hash != planned.hash:
-            return ("the block, its options or what it depends on (earlier blocks of its session, snippets it "
-                    "imports, its formula) changed since its result was written")
+            return ("the block, its options or what it depends on (earlier blocks of its session, the vault's "
+                    "modules it imports, its formula, the limits it runs under) changed since its result was written")
         moved = self._moved_line(planned.note, stored)
         if moved:
             return moved
@@ -402,7 +374,7 @@ def jobs_of(plans: list[NotePlan], vault: Vault, threads: int) -> list[tuple[Job
         tasks = tuple(p.task if i in needed else replace(p.task, replay=True) for i, p in enumerate(chain))
         folders = list(dict.fromkeys(str(p.note.path.parent) for p in chain))
         name = session[1] if session[0] == "session" else f"{chain[0].note.display}:{chain[0].block.span.line}"
-        job = Job(name=name, tasks=tasks, import_paths=(str(vault.root / "snippets"), *folders),
+        job = Job(name=name, tasks=tasks, import_paths=(str(vault.root / SNIPPETS), *folders),
                   threads=threads, memory_limit_mb=vault.config.memory_limit_mb)
         jobs.append((job, chain))
     return jobs

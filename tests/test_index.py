@@ -262,3 +262,18 @@ def test_a_changed_template_relints_every_note(linked):
     read, findings = lint(linked)
     assert "template section '3. New' is missing" in findings["c.md"]
     assert set(read) >= {"a.md", "b.md", "c.md"}
+
+
+def test_a_new_note_that_a_formula_reference_now_resolves_to_brings_the_note_back(tmp_path):
+    # formula=Other#^f resolves to sub/Other.md; a new Other.md at the root is what Obsidian (and the planner) now
+    # resolves it to. The index recorded only sub/Other.md, so run answers the old pass without planning.
+    root = make_vault(tmp_path, {"sub/Other.md": "$$y = 2 x$$\n^f\n",
+                                 "n.md": fence("x = torch.arange(4.0); y = 2 * x", "python check formula=Other#^f")})
+    _, report = run(root)
+    assert report.notes[0].blocks[0].status == "passed"
+    age(root)
+    (root / "Other.md").write_text("$$y = 3 x$$\n^f\n")
+    read, report = run(root)
+    statuses = {n.path.rsplit("/", 1)[-1]: [b.status for b in n.blocks] for n in report.notes}
+    assert statuses["n.md"] == ["failed"]
+    assert "n.md" in read

@@ -17,8 +17,8 @@ from notevault.cli import main
 NOTE = ("# Small vault\n\n```python run id=ok\nprint('fine')\n```\n\n```python run id=bad\n1 / 0\n```\n\n"
         "![plot](missing.png)\n")
 STALE_NOTE = "```python run id=old\nprint('old')\n```\n"
-STALE = ("the block, its options or what it depends on (earlier blocks of its session, snippets it imports, its "
-         "formula) changed since its result was written")
+STALE = ("the block, its options or what it depends on (earlier blocks of its session, the vault's modules it "
+         "imports, its formula, the limits it runs under) changed since its result was written")
 
 
 @pytest.fixture

@@ -1,0 +1,71 @@
+"""The vault's modules a block imports: found where its worker looks, followed through their own imports."""
+
+from __future__ import annotations
+
+from conftest import make_vault
+
+from notevault.engine import RunOptions, execute
+from notevault.imports import VaultModules, imported_names
+from notevault.vault import Vault
+
+
+def modules_in(files: dict[str, str]) -> VaultModules:
+    return VaultModules(files.get)
+
+
+def test_imported_names_are_every_module_python_would_import():
+    code = "import a.b.c\nfrom x import y, z\nfrom m import *\nimport os as o\n"
+    assert imported_names(code) == {"a", "a.b", "a.b.c", "x", "x.y", "x.z", "m", "os"}
+
+
+def test_relative_imports_are_read_from_the_package_they_are_in():
+    assert imported_names("from . import q\nfrom ..up import w\nfrom .s.t import u", "pkg.sub") == {
+        "pkg", "pkg.sub", "pkg.sub.q", "pkg.up", "pkg.up.w", "pkg.sub.s", "pkg.sub.s.t", "pkg.sub.s.t.u"}
+    assert imported_names("from . import q") == set()  # a block is no package: Python raises ImportError
+    assert imported_names("from .... import q", "a.b") == set()
+    assert imported_names("def broken(:\n    import secret") == set()
+
+
+def test_a_module_is_found_in_snippets_or_the_notes_folder_and_followed():
+    found = modules_in({
+        "snippets/pkg/__init__.py": "from .core import run\n",
+        "snippets/pkg/core.py": "from . import util\nimport helper\n",
+        "snippets/pkg/util.py": "X = 1\n",
+        "notes/helper.py": "import deep.inner\n",  # a namespace package below snippets/
+        "snippets/deep/inner.py": "Y = 2\n",
+        "snippets/unused.py": "",
+    }).found("from pkg import run\n", ("snippets", "notes"))
+    assert [path for path, _ in found.sources] == [
+        "notes/helper.py", "snippets/deep/inner.py", "snippets/pkg/__init__.py", "snippets/pkg/core.py",
+        "snippets/pkg/util.py"]
+    assert {"notes/pkg.py", "notes/pkg/__init__.py", "snippets/helper.py", "snippets/pkg/run.py"} <= set(found.looked)
+    assert found.looked == tuple(sorted(found.looked))
+
+
+def test_a_module_imported_by_two_names_is_read_once():
+    reads = []
+    modules = VaultModules(lambda path: reads.append(path) or ("" if path == "snippets/m.py" else None))
+    modules.found("import m", ("snippets", ""))
+    modules.found("import m\nimport m", ("snippets", ""))
+    assert reads.count("snippets/m.py") == 1
+
+
+def test_a_module_that_appears_in_the_notes_folder_brings_its_block_back(tmp_path):
+    """A block that failed to import a helper is stale once the helper is written next to the note."""
+    root = make_vault(tmp_path, {"notes/n.md": "```python run\nimport helper\nprint(helper.VALUE)\n```\n"})
+    first = execute(Vault(root), [root], RunOptions())
+    assert [b.error for n in first.notes for b in n.blocks] == ["ModuleNotFoundError: No module named 'helper'"]
+    (root / "notes" / "helper.py").write_text("VALUE = 42\n")
+    again = execute(Vault(root), [root], RunOptions())
+    assert [(b.status, b.cached) for n in again.notes for b in n.blocks] == [("passed", False)]
+    assert "> 42\n" in (root / "notes" / "n.md").read_text()
+
+
+def test_a_module_of_another_folder_is_not_a_dependency(tmp_path):
+    """Only snippets/ and the note's own folder are on its worker's path: a helper elsewhere changes nothing."""
+    root = make_vault(tmp_path, {"notes/n.md": "```python run\nprint(1)\nimport json\n```\n",
+                                 "other/json.py": "raise SystemExit('never imported')\n"})
+    assert not execute(Vault(root), [root], RunOptions()).failed()
+    (root / "other" / "json.py").write_text("raise SystemExit('still never imported')\n")
+    again = execute(Vault(root), [root], RunOptions())
+    assert [(b.status, b.cached) for n in again.notes for b in n.blocks] == [("passed", True)]
