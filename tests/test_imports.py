@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import make_vault
 
 from notevault.engine import RunOptions, execute
@@ -48,6 +49,24 @@ def test_a_module_imported_by_two_names_is_read_once():
     modules.found("import m", ("snippets", ""))
     modules.found("import m\nimport m", ("snippets", ""))
     assert reads.count("snippets/m.py") == 1
+
+
+@pytest.mark.parametrize(("files", "module", "code"), [
+    ({"notes/helper.py": "VALUE = 1\n"}, "notes/helper.py", "import helper\nassert helper.VALUE == 1"),
+    ({"snippets/pkg/__init__.py": "", "snippets/pkg/sub.py": "VALUE = 1\n"}, "snippets/pkg/sub.py",
+     "from pkg.sub import VALUE\nassert VALUE == 1"),
+    ({"snippets/pkg/__init__.py": "from .core import VALUE\n", "snippets/pkg/core.py": "VALUE = 1\n"},
+     "snippets/pkg/core.py", "import pkg\nassert pkg.VALUE == 1"),
+], ids=["notes-folder", "submodule", "relative-import"])
+def test_a_changed_module_makes_the_result_stale(tmp_path, files, module, code):
+    root = make_vault(tmp_path, {**files, "notes/n.md": f"```python run\n{code}\n```\n"})
+    assert not execute(Vault(root), [root], RunOptions()).failed()
+    (root / module).write_text("VALUE = 2\n")
+    frozen = execute(Vault(root), [root], RunOptions(write=False, frozen=True))
+    assert [b.status for n in frozen.notes for b in n.blocks] == ["stale"]
+    again = execute(Vault(root), [root], RunOptions())
+    assert [(b.status, b.cached, b.error) for n in again.notes for b in n.blocks] == [
+        ("failed", False, "AssertionError")]
 
 
 def test_a_module_that_appears_in_the_notes_folder_brings_its_block_back(tmp_path):
