@@ -11,9 +11,11 @@ block's result stale. Imports made at run time from strings (``importlib.import_
 from __future__ import annotations
 
 import ast
+import hashlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.util import decode_source
 
 
 @dataclass(frozen=True)
@@ -21,16 +23,17 @@ class Found:
     """What a block's imports rest on in the vault."""
 
     looked: tuple[str, ...]  # every vault path a module could be at, present or not (sorted)
-    sources: tuple[tuple[str, str], ...]  # (vault path, source) of each module found (sorted)
+    sources: tuple[tuple[str, str], ...]  # (vault path, hash of its bytes) of each module found (sorted)
 
 
 def imported_names(code: str, package: str = "") -> set[str]:
     """Dotted module names ``code`` imports: ``import a.b`` gives a and a.b; ``from a import b`` gives a and a.b
-    (``b`` may be a submodule); a relative import is read from ``package``, the package the code is in."""
+    (``b`` may be a submodule); ``from a import *`` gives a and ``a.*`` (every submodule its ``__all__`` may
+    name); a relative import is read from ``package``, the package the code is in."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return set()
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()  # Python cannot compile it either: the import fails, and nothing further is read
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -39,7 +42,7 @@ def imported_names(code: str, package: str = "") -> set[str]:
             base = _absolute(node.module or "", node.level, package)
             if base:
                 names.add(base)
-                names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+                names.update(f"{base}.{alias.name}" for alias in node.names)
     return {parent for name in names for parent in _parents(name)}
 
 
@@ -68,14 +71,18 @@ def module_paths(name: str, folder: str) -> tuple[str, str]:
 class VaultModules:
     """Finds and reads the vault's modules; each file is read once per run."""
 
-    def __init__(self, read: Callable[[str], str | None]) -> None:
-        self.read = read  # vault path -> source, or None where there is no such file (or --git does not track it)
-        self._sources: dict[str, str | None] = {}
+    def __init__(self, read: Callable[[str], bytes | None], listing: Callable[[str], list[str]]) -> None:
+        self.read = read  # vault path -> bytes, or None where there is no such file (or --git does not track it)
+        self.listing = listing  # "folder/" -> the vault paths below it
+        self._files: dict[str, tuple[str, str] | None] = {}  # vault path -> (hash, source), None: absent
 
-    def source(self, path: str) -> str | None:
-        if path not in self._sources:
-            self._sources[path] = self.read(path)
-        return self._sources[path]
+    def file(self, path: str) -> tuple[str, str] | None:
+        """A module file's hash (of its bytes: two encodings of one text differ) and its source as Python reads
+        it (its coding line honoured)."""
+        if path not in self._files:
+            data = self.read(path)
+            self._files[path] = None if data is None else (hashlib.sha256(data).hexdigest(), _decoded(data))
+        return self._files[path]
 
     def found(self, code: str, folders: tuple[str, ...]) -> Found:
         """The modules ``code`` imports from ``folders`` (vault paths, "" for the root), and theirs in turn."""
@@ -86,14 +93,36 @@ class VaultModules:
         while todo:
             name = todo.pop()
             for folder in folders:
-                for path in module_paths(name, folder):
+                for module, path in self._places(name, folder):
                     looked.add(path)
-                    source = self.source(path)
-                    if source is None or path in sources:
+                    file = self.file(path)
+                    if file is None or path in sources:
                         continue
-                    sources[path] = source
-                    package = name if path.endswith("/__init__.py") else name.rpartition(".")[0]
-                    for more in imported_names(source, package) - seen:
+                    sources[path] = file[0]
+                    package = module if path.endswith("/__init__.py") else module.rpartition(".")[0]
+                    for more in imported_names(file[1], package) - seen:
                         seen.add(more)
                         todo.append(more)
         return Found(tuple(sorted(looked)), tuple(sorted(sources.items())))
+
+    def _places(self, name: str, folder: str) -> list[tuple[str, str]]:
+        """(module, vault path) where ``name`` may be; for ``pkg.*``, each module and subpackage in pkg's folder."""
+        if not name.endswith(".*"):
+            return [(name, path) for path in module_paths(name, folder)]
+        package = name[:-2]
+        prefix = posixpath.join(folder, *package.split(".")) + "/"
+        places = []
+        for path in self.listing(prefix):
+            inner = path[len(prefix):]
+            if inner.endswith(".py") and "/" not in inner:
+                places.append((f"{package}.{inner[:-3]}", path))
+            elif inner.count("/") == 1 and inner.endswith("/__init__.py"):
+                places.append((f"{package}.{inner.split('/')[0]}", path))
+        return places
+
+
+def _decoded(data: bytes) -> str:
+    try:
+        return decode_source(data)
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        return data.decode("utf-8", errors="replace")

@@ -31,7 +31,16 @@ def versions() -> str:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
         torch_version = "none"
-    return f"torch={torch_version} notevault={__version__} python={sys.version_info[:2]}"
+    return f"torch={torch_version} notevault={code_version()} python={sys.version_info[:2]}"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """notevault's version and the state of its source files: what the index and the cache remember was worked
+    out by this code (a development checkout changes its code, not its version)."""
+    files = sorted(os.scandir(os.path.dirname(__file__)), key=lambda entry: entry.name)
+    states = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.name.endswith(".py")]
+    return f"{__version__}+{sha(*states)[:12]}"
 
 
 def cuda_present() -> bool:

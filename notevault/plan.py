@@ -112,7 +112,7 @@ class Planner:
         self.layout = layout
         self.eager = eager  # called once when a note is read whose blocks will likely need running
         self.cache = Cache(vault.root)
-        self.modules = VaultModules(self._module_source)
+        self.modules = VaultModules(self._module_bytes, self._files_below)
 
     # Which notes ----------------------------------------------------------------------------------------
 
@@ -186,10 +186,16 @@ class Planner:
 
     # Hashes and tasks -----------------------------------------------------------------------------------
 
-    def _module_source(self, path: str) -> str | None:
+    def _module_bytes(self, path: str) -> bytes | None:
         if not self.vault.has_file(path):
             return None
-        return (self.vault.root / path).read_text(encoding="utf-8", errors="replace")
+        try:
+            return (self.vault.root / path).read_bytes()
+        except OSError:
+            return None
+
+    def _files_below(self, prefix: str) -> list[str]:
+        return [path for path in self.vault.files if path.startswith(prefix)]
 
     def dependencies(self, plan: NotePlan, figure_names: tuple[str, ...]) -> Dependencies:
         """Besides the note, what its verdict rests on: snippet files (present or not: a new one changes an

@@ -62,8 +62,8 @@ def _show_last_expression(code: str) -> str:
     """Print the value of a last bare expression, as the note's result shows it (Jupyter's habit)."""
     try:
         tree = ast.parse(code)
-    except SyntaxError:
-        return code
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code  # Python will say what is wrong when the script runs
     if not tree.body or not isinstance(tree.body[-1], ast.Expr):
         return code
     last = tree.body[-1]

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from conftest import make_vault
@@ -277,3 +278,20 @@ def test_a_new_note_that_a_formula_reference_now_resolves_to_brings_the_note_bac
     statuses = {n.path.rsplit("/", 1)[-1]: [b.status for b in n.blocks] for n in report.notes}
     assert statuses["n.md"] == ["failed"]
     assert "n.md" in read
+
+
+def test_answers_given_by_other_code_are_not_trusted(vault):
+    """A development checkout changes notevault's code without its version: what the index remembers was
+    worked out by the code of its time, so a change to any of notevault's modules sets it aside."""
+    import notevault.options as options
+
+    module = Path(options.__file__).parent / "imports.py"
+    saved = module.stat()
+    try:
+        os.utime(module, ns=(saved.st_atime_ns, saved.st_mtime_ns + 1_000_000_000))
+        options.code_version.cache_clear()
+        assert run(vault)[0] == ["a.md", "b.md", "s1.md", "s2.md"]
+    finally:
+        os.utime(module, ns=(saved.st_atime_ns, saved.st_mtime_ns))
+        options.code_version.cache_clear()
+    assert run(vault)[0] == []  # the first code's answers are still there, and hold for it
