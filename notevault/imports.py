@@ -3,7 +3,7 @@
 A worker puts ``snippets/`` and the folders of its job's notes first on ``sys.path`` (and runs in the note's
 folder), so ``import helper`` in ``notes/a.md`` can load ``snippets/helper.py`` or ``notes/helper.py``, and
 ``from pkg.sub import f`` loads ``snippets/pkg/__init__.py`` and ``snippets/pkg/sub.py``. A block's run hash
-covers the source of every such module, followed through what each imports in turn (relative imports included),
+covers the bytes of every such module, followed through what each imports in turn (relative imports included),
 and the index records every place looked at, present or not: a module that appears, changes or goes makes the
 block's result stale. Imports made at run time from strings (``importlib.import_module(name)``) are not seen.
 """
@@ -75,6 +75,7 @@ class VaultModules:
         self.read = read  # vault path -> bytes, or None where there is no such file (or --git does not track it)
         self.listing = listing  # "folder/" -> the vault paths below it
         self._files: dict[str, tuple[str, str] | None] = {}  # vault path -> (hash, source), None: absent
+        self._imports: dict[tuple[str, str], set[str]] = {}  # (vault path, its package) -> what it imports
 
     def file(self, path: str) -> tuple[str, str] | None:
         """A module file's hash (of its bytes: two encodings of one text differ) and its source as Python reads
@@ -99,11 +100,16 @@ class VaultModules:
                     if file is None or path in sources:
                         continue
                     sources[path] = file[0]
-                    package = module if path.endswith("/__init__.py") else module.rpartition(".")[0]
-                    for more in imported_names(file[1], package) - seen:
+                    for more in self._imported_by(path, module) - seen:
                         seen.add(more)
                         todo.append(more)
         return Found(tuple(sorted(looked)), tuple(sorted(sources.items())))
+
+    def _imported_by(self, path: str, module: str) -> set[str]:
+        package = module if path.endswith("/__init__.py") else module.rpartition(".")[0]
+        if (path, package) not in self._imports:
+            self._imports[path, package] = imported_names(self._files[path][1], package)
+        return self._imports[path, package]
 
     def _places(self, name: str, folder: str) -> list[tuple[str, str]]:
         """(module, vault path) where ``name`` may be; for ``pkg.*``, each module and subpackage in pkg's folder."""
