@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,7 @@ CANDIDATES = {  # a Greek letter the block may bind under a usual alternative na
     "lambda_": ("lambda_", "lam", "lmbda", "lambda"),  # a dict of bindings may hold the keyword itself
 }
 MAX_JACOBIAN = 4096  # numerator entries differentiated one by one for an indexed derivative
+WRITTEN_T = re.compile(r"\^\s*(?:T|\{\s*T\s*\})$")  # ^T or ^{T}: a transpose, or a power of a bound T
 MAX_READINGS = 8  # alternative readings of the indices tried when the preferred one cannot be evaluated
 
 
@@ -850,6 +852,10 @@ class _Evaluation:
         base = self.evaluate(node.base)
         if self.is_inverse(node, base, exponent):
             return Value(torch.linalg.inv(base.data), base.axes)
+        if _is_diagonal(base) and not exponent.axes and exponent.data.numel() == 1:
+            # D^{-1/2}: the power of a diagonal matrix is that of its diagonal, whichever power is meant
+            diagonal = torch.diagonal(base.data, dim1=-2, dim2=-1) ** exponent.data.reshape(())
+            return Value(torch.diag_embed(diagonal), base.axes)
         _check_broadcast(node, base, exponent)
         return _elementwise(torch.pow, base, exponent, row=base.row)
 
@@ -877,7 +883,12 @@ class _Evaluation:
         return len(base.plain) >= 2 and base.plain[-1] == base.plain[-2]
 
     def transpose(self, node: Transpose) -> Value:
+        import torch
+
         value = self.evaluate(node.arg)
+        if not value.plain and WRITTEN_T.search(node.src) and self.bound("T"):
+            # \beta_1^T, \gamma^T R with T bound: a scalar has nothing to transpose, so T is its exponent
+            return _elementwise(torch.pow, value, self.evaluate(Sym("T", "T")))
         if len(value.plain) >= 2:
             return Value(value.data.transpose(-2, -1), value.axes)
         if len(value.plain) == 1:
@@ -1523,6 +1534,21 @@ def _reference_node(evaluation: _Evaluation, lhs: Node) -> Node:
     return lhs
 
 
+def _is_diagonal(value: Value) -> bool:
+    """A square matrix (n > 1) whose entries off the diagonal are all zero."""
+    import torch
+
+    if len(value.plain) < 2 or value.plain[-1] != value.plain[-2] or value.plain[-1] < 2:
+        return False
+    data = value.data
+    eye = torch.eye(data.shape[-1], dtype=torch.bool, device=data.device)
+    return bool((data.masked_fill(eye, 0) == 0).all())
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(size for size in shape if size != 1)
+
+
 def _is_tensor_binding(obj) -> bool:
     return obj is not None and not _is_function(obj)
 
@@ -1538,7 +1564,10 @@ def _comparable(equation: Equation, reference: Value, value: Value, mask: Value 
                            f"side but not on the left")
     ref = reference.data.detach()
     plain = value.plain if value.plain else reference.plain
-    if value.plain and tuple(value.plain) != tuple(reference.plain):
+    if (value.plain and tuple(value.plain) != tuple(reference.plain) and not reference.axes
+            and _squeezed(value.plain) == _squeezed(reference.plain)):
+        ref, plain = ref.reshape(value.plain), value.plain  # keepdim=True: [B, 1] holds the values [B] does
+    elif value.plain and tuple(value.plain) != tuple(reference.plain):
         shapes = (str(list(value.plain)), str(list(reference.plain)))
         raise ShapeMismatch(f"shape mismatch in {_one_line(equation.src)}: formula gives {shapes[0]}, reference is "
                             f"{shapes[1]}", shapes)
@@ -1557,8 +1586,12 @@ def _difference(ref, val, where, rtol: float, atol: float) -> tuple[float, float
 
     if where is not None:
         ref, val = ref[where], val[where]
+        if ref.numel() == 0:
+            raise FormulaError("no entry meets the formula's condition, so nothing is compared")
     if ref.numel() == 0:
-        return 0.0, 0.0, True
+        raise FormulaError("the reference is empty, so nothing is compared")
+    if bool(torch.isnan(ref).all()):
+        raise FormulaError("the reference is NaN everywhere, so nothing is compared")
     finite = torch.isfinite(ref)
     scale = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
     scale = scale if scale > 0 else 1.0

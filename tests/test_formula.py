@@ -353,3 +353,67 @@ def test_formula_check_runs_in_the_worker_and_is_written_back(tmp_path):
     assert grad.status == "passed", grad.error
     written = (root / "n.md").read_text()
     assert "> formula bn-norm: max abs err" in written and "shapes `[32, 4]` vs `[32, 4]`" in written
+
+
+# Found by an adversarial review: nothing compared, powers, keepdim -------------------------------------------
+
+def test_condition_that_no_entry_meets_compares_nothing_and_never_passes():
+    # `y = 2x, \quad x > 100` on x in [-3, 3]: the restriction leaves no entry to compare. A wrong formula
+    # (y is ReLU(x), not 2x) must not pass vacuously: nothing compared is "cannot evaluate", like a formula whose
+    # every equation only defines a name.
+    x = torch.linspace(-3, 3, 13, dtype=D)
+    names = dict(x=x, y=torch.relu(x))
+    assert_fails(r"y = 2x, \quad x > 0", names)  # the same wrong formula, where entries are compared
+    for latex in (r"y = 2x, \quad x > 100", r"\mathrm{ReLU}(x) = -x, \quad x > 100"):
+        error(latex, dict(names))
+
+
+def test_a_reference_that_is_nan_everywhere_compares_nothing_and_never_passes():
+    # x < 0: the block's reference sqrt(x) is NaN in every entry, and so is the (wrong) formula \log x. NaN
+    # "matching" NaN is no numerical evidence: with no finite entry compared the check is not evaluable, never a
+    # pass. (A finite entry next to a NaN one is still compared as usual.)
+    x = -torch.rand(5, dtype=D) - 0.1
+    for latex in (r"y = \log x", r"y = \sqrt{x}"):
+        error(latex, dict(x=x, y=torch.sqrt(x)))
+    xx = torch.tensor([-1.0, 1.0, 4.0], dtype=D)
+    assert_passes(r"y = \sqrt{x}", dict(x=xx, y=torch.sqrt(xx)))
+    # empty tensors: nothing compared either
+    error(r"y = 2x", dict(x=torch.empty(0, dtype=D), y=torch.empty(0, dtype=D)))
+
+
+def test_fractional_and_integer_powers_of_a_square_matrix_are_matrix_powers():
+    # GCN's symmetric normalisation D^{-1/2} A D^{-1/2} (Kipf & Welling): D is the diagonal degree matrix and
+    # D^{-1/2} its matrix power. D^{-1} is already read as the inverse, but D^{-1/2} is taken entrywise, so the zero
+    # off-diagonal entries become inf and the correct formula is blamed as a mismatch (max abs err inf).
+    torch.manual_seed(3)
+    A = (torch.rand(5, 5, dtype=D) > 0.5).double()
+    A = ((A + A.T) > 0).double() + torch.eye(5, dtype=D)
+    degree = A.sum(1)
+    A_hat = torch.diag(degree ** -0.5) @ A @ torch.diag(degree ** -0.5)
+    assert_passes(r"\hat{A} = D^{-1/2} A D^{-1/2}", dict(A=A, D=torch.diag(degree), A_hat=A_hat))
+    # a square matrix that is not diagonal keeps the entrywise reading: Adam's g_t^2 of a square weight's gradient
+    G = torch.randn(4, 4, dtype=D)
+    assert_passes(r"v = g^2", dict(g=G, v=G * G))
+    assert_fails(r"v = g^2", dict(g=G, v=G @ G))
+
+
+def test_power_T_of_a_scalar_is_a_power_when_the_block_binds_T():
+    # Adam's bias correction at step T: \beta_1^T with T = 5 bound by the block is a power, not a transpose of
+    # the number \beta_1. Today it is read as a transpose: the correct reference fails as a mismatch and a
+    # reference computed with \beta_1 (no power) passes.
+    m = torch.randn(5, dtype=D)
+    latex = r"\hat{m} = \frac{m}{1 - \beta_1^T}"
+    assert_passes(latex, dict(m=m, beta_1=0.9, T=5, m_hat=m / (1 - 0.9 ** 5)))
+    assert_fails(latex, dict(m=m, beta_1=0.9, T=5, m_hat=m / (1 - 0.9)))
+
+
+def test_a_keepdim_reference_is_the_same_values_as_the_reduced_formula():
+    # LayerNorm statistics as torch code writes them: mu = z.mean(-1, keepdim=True), so that z - mu broadcasts.
+    # The formula \frac{1}{d}\sum_j z_j gives one number per row, [4]; the reference holds the same numbers as
+    # [4, 1]. A trailing size-1 axis is not a different value: the correct formula must pass, not be blamed with
+    # "shape mismatch", and a wrong one must still fail as a mismatch.
+    z = torch.randn(4, 6, dtype=D)
+    names = dict(z=z, d=6, mu=z.mean(-1, keepdim=True))
+    assert_passes(r"\mu = \frac{1}{d}\sum_{j=1}^{d} z_j", names)
+    assert_fails(r"\mu = \frac{1}{d}\sum_{j=1}^{d} z_j^2", names)
+    assert_passes(r"Z = \sum_j e^{z_j}", dict(z=z, Z=z.exp().sum(-1, keepdim=True)))
