@@ -152,9 +152,11 @@ def build_parser() -> Parser:
     _report_options(check)
 
     watch = parser.command(
-        commands, "watch", "re-run a note's changed blocks each time it is saved",
-        "Bring the notes under PATH up to date, then re-run the changed blocks of a note each time it is saved "
-        "(and every note that imports a snippet when snippets/ changes), until Ctrl-C.",
+        commands, "watch", "re-run what each save makes stale",
+        "Bring the notes under PATH up to date, then, each time a file of the vault is saved, re-run the blocks "
+        "whose results it made stale: the note's edited blocks, and in any note under PATH the blocks resting on "
+        "it (a module they import, an earlier note of their session, the note of their formula, the settings), "
+        "until Ctrl-C.",
         "0 on Ctrl-C")
     watch.add_argument("path", type=Path, metavar="PATH", help="a note (.md) or a folder of notes to watch")
     _run_options(watch, force=False)

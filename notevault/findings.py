@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SEVERITIES = ("error", "warning", "info")
+STOPS_ITS_BLOCK = frozenset({"bad-tag", "unknown-formula", "unclosed-fence"})  # the block on its line cannot run
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .findings import STOPS_ITS_BLOCK
 from .results import NoteReport, Report
 
 SHOWN_PER_LEVEL = 10  # GitHub's cap per step, for each of error, warning and notice
@@ -66,11 +67,11 @@ def repository_path(path: str) -> str:
 
 def _note_annotations(note: NoteReport) -> list[Annotation]:
     file = repository_path(note.path)
-    bad_tags = {f.line for f in note.lint if f.rule == "bad-tag"}
+    explained = {f.line for f in note.lint if f.rule in STOPS_ITS_BLOCK}
     found = []
     for block in note.blocks:
-        if block.status in ("failed", "stale") and not (block.status == "failed" and block.line in bad_tags):
-            level = "error"  # a failure the bad-tag finding on its line already explains is annotated once, below
+        if block.status in ("failed", "stale") and block.line not in explained:
+            level = "error"  # a block the finding on its line stops (a bad tag …) is annotated once, by the finding
         elif block.status == "skipped":
             level = "warning"
         else:

@@ -1,14 +1,16 @@
-"""Watch mode: each save of a note brings its changed blocks' results into it, moments later.
+"""Watch mode: each save brings the results of what it changed into the notes, moments later.
 
-A watchdog observer reports saves; a burst of saves (Obsidian saves every few seconds while typing, editors
-save via temp file + rename) settles for ``debounce`` seconds before one run. Only blocks whose hash changed run
-(the rest are current in the note or cached), and the worker template stays warm for the whole session.
-notevault's own writes are recognised by content and never trigger a run.
+A watchdog observer reports changes anywhere in the vault; a burst of them (Obsidian saves every few seconds
+while typing, editors save via temp file + rename) settles for ``debounce`` seconds before one run. What to run
+is not guessed from which file changed: every run is a plain ``run`` of the watched path on a fresh look at the
+vault, and the index answers every note whose inputs are unchanged without reading it. So an edited snippet, a
+module next to a note, an earlier note of a session, a formula's note or ``notevault.yaml`` brings back exactly
+the notes that rest on it, and a save that lands while its note runs is run next. notevault's own writes cause
+one more run, which finds everything current. The worker template stays warm for the whole session.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import sys
@@ -22,80 +24,70 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from .engine import RunOptions, execute
+from .errors import NotevaultError
 from .report import to_json
 from .results import NoteReport, Report
 from .vault import Vault, display_path, ignored
 
-
-def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+SETTINGS = {".obsidian/app.json", ".obsidian/templates.json"}  # the only dot-folder files a run reads
 
 
 class _Events(FileSystemEventHandler):
-    """Collects which notes changed (and when), from the observer's thread."""
+    """When the vault last changed, and which notes were deleted, from the observer's thread."""
 
-    def __init__(self, vault: Vault) -> None:
-        self.vault = vault
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.lock = threading.Lock()
-        self.pending: dict[Path, float] = {}
-        self.snippets_changed = False
+        self.changed_at: float | None = None
         self.deleted: list[Path] = []
 
     def _relevant(self, raw: str | bytes) -> Path | None:
         path = Path(os.fsdecode(raw))
         try:
-            rel = path.relative_to(self.vault.root)
+            rel = path.relative_to(self.root)
         except ValueError:
             return None
-        if any(ignored(part) for part in rel.parts):
-            return None  # .obsidian, .git, our own temp files (".name.xxx.tmp") …
-        if rel.parts and rel.parts[0] == "snippets" and path.suffix == ".py":
-            self.snippets_changed = True
-            return None
-        return path if path.suffix == ".md" else None
+        if any(ignored(part) for part in rel.parts) and rel.as_posix() not in SETTINGS:
+            return None  # .git, .notevault, our own temp files (".name.xxx.tmp") …
+        return path
 
-    def _touch(self, raw: str | bytes) -> None:
+    def _touch(self, raw: str | bytes) -> Path | None:
         path = self._relevant(raw)
-        with self.lock:
-            if path is not None:
-                self.pending[path] = time.monotonic()
-            elif self.snippets_changed:
-                self.pending[Path("snippets")] = time.monotonic()
+        if path is not None:
+            with self.lock:
+                self.changed_at = time.monotonic()
+        return path
 
     def on_created(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._touch(event.src_path)
+        self._touch(event.src_path)
 
     def on_modified(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
             self._touch(event.src_path)
 
     def on_moved(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._touch(event.dest_path)
+        self._touch(event.src_path)
+        self._touch(event.dest_path)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
-        path = self._relevant(event.src_path)
-        if path is not None:
+        path = self._touch(event.src_path)
+        if path is not None and path.suffix == ".md":
             with self.lock:
-                self.pending.pop(path, None)
                 self.deleted.append(path)
 
-    def settled(self, debounce: float) -> tuple[list[Path], list[Path], bool]:
-        """Notes quiet for ``debounce`` seconds, notes deleted, and whether snippets changed."""
-        now = time.monotonic()
+    def settled(self, debounce: float) -> tuple[bool, list[Path]]:
+        """Whether the vault changed and has been quiet for ``debounce`` seconds since; the notes deleted."""
         with self.lock:
-            ready = [p for p, t in self.pending.items() if now - t >= debounce]
-            for path in ready:
-                del self.pending[path]
+            quiet = self.changed_at is not None and time.monotonic() - self.changed_at >= debounce
+            if quiet:
+                self.changed_at = None
             deleted, self.deleted = self.deleted, []
-            snippets = Path("snippets") in ready
-            if snippets:
-                self.snippets_changed = False
-        return [p for p in ready if p != Path("snippets")], deleted, snippets
+        return quiet, deleted
+
+
+def _ran(report: NoteReport) -> bool:
+    """Did this run do anything to the note worth a line: run a block, or warn?"""
+    return any(not block.cached for block in report.blocks) or bool(report.warnings)
 
 
 def _line(report: NoteReport, seconds: float) -> str:
@@ -113,18 +105,17 @@ def _line(report: NoteReport, seconds: float) -> str:
 
 
 class Watcher:
-    """Runs notes as they are saved until ``stop()`` (or Ctrl-C in ``watch``)."""
+    """Runs what each change in the vault makes stale until ``stop()`` (or Ctrl-C in ``watch``)."""
 
     def __init__(self, vault: Vault, path: Path, options: RunOptions, *, debounce: float = 0.2,
                  out: IO[str] | None = None, fmt: str = "text") -> None:
         self.vault = vault
         self.fmt = fmt  # json: one report per run on stdout, one line each; the rest goes to stderr
-        self.scope = path.resolve()
+        self.path = path
         self.options = options
         self.debounce = debounce
         self.out = out or sys.stdout
-        self.events = _Events(vault)
-        self.written: dict[Path, str | None] = {}  # what notevault itself last wrote to each note
+        self.events = _Events(vault.root)
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -135,45 +126,40 @@ class Watcher:
         out.write(text + "\n")
         out.flush()
 
-    def run_notes(self, notes: list[Path]) -> None:
+    def run(self) -> None:
+        """A ``run`` of the watched path as the vault is now (its files, settings and notes read afresh)."""
         started = time.perf_counter()
-        notes = [n for n in notes if n.exists() and n.is_relative_to(self.scope)]
-        if not notes:
+        try:
+            vault = Vault(self.vault.root, git=self.vault.git) if os.path.lexists(self.path) else None
+        except NotevaultError as exc:  # e.g. notevault.yaml saved half-typed: say so, run again once it is fixed
+            self._say(f"{time.strftime('%H:%M:%S')} {exc}")
+            return
+        if vault is None:
             return
         reports: list[NoteReport] = []
-        execute(self.vault, notes, self.options, on_note=reports.append)
+        execute(vault, [self.path], self.options, on_note=reports.append)
+        reports = [report for report in reports if _ran(report)]
         seconds = time.perf_counter() - started
-        seen = {report.path: report.seen for report in reports}
-        for note in notes:
-            # What notevault wrote (or read and left), not what is there now: a save landing right after
-            # the write must look like a change.
-            self.written[note] = seen.get(display_path(note)) or _digest(note)
         if self.fmt == "json":
-            self.out.write(to_json(Report(reports, seconds), indent=None))
-            self.out.flush()
+            if reports:
+                self.out.write(to_json(Report(reports, seconds), indent=None))
+                self.out.flush()
             return
-        by_path = {report.path: report for report in reports}
-        for note in notes:
-            report = by_path.get(display_path(note))
-            if report is not None and (report.blocks or report.warnings):
-                self._say(_line(report, seconds))
+        for report in reports:
+            self._say(_line(report, seconds))
 
     def loop(self, on_idle: Callable[[], None] | None = None) -> None:
         observer = Observer()
         observer.schedule(self.events, str(self.vault.root), recursive=True)
         observer.start()
-        self._say(f"watching {display_path(self.scope)} (Ctrl-C to stop)")
+        self._say(f"watching {display_path(self.path)} (Ctrl-C to stop)")
         try:
             while not self._stop.is_set():
-                ready, deleted, snippets = self.events.settled(self.debounce)
+                changed, deleted = self.events.settled(self.debounce)
                 for path in deleted:
-                    self.written.pop(path, None)
                     self._say(f"{time.strftime('%H:%M:%S')} {display_path(path)}: deleted")
-                if snippets:
-                    ready = sorted(set(ready) | set(self.vault.notes([self.scope], templates=False).notes))
-                changed = [p for p in ready if _digest(p) != self.written.get(p)]
                 if changed:
-                    self.run_notes(sorted(changed))
+                    self.run()
                 elif on_idle:
                     on_idle()
                 self._stop.wait(0.05)
@@ -186,7 +172,7 @@ def watch(vault: Vault, path: Path, options: RunOptions, *, debounce: float = 0.
     """``notevault watch``: run what changed on every save until Ctrl-C (or SIGTERM)."""
     watcher = Watcher(vault, path, options, debounce=debounce, fmt=fmt)
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
-    watcher.run_notes(vault.notes([path], templates=False).notes)  # bring everything up to date first
+    watcher.run()  # bring everything up to date first
     try:
         watcher.loop()
     except KeyboardInterrupt:

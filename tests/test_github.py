@@ -113,3 +113,17 @@ def test_the_job_summary_counts_in_correct_plurals():
     found = [Annotation("error", "a.md", 1, 1, "t", "m"), Annotation("notice", "a.md", 2, 1, "t", "m"),
              Annotation("notice", "a.md", 3, 1, "t", "m")]
     assert step_summary(found).splitlines()[0] == "### notevault: 1 error, 0 warnings, 2 notices"
+
+
+@pytest.mark.parametrize("note", [
+    "```python check formula=nope\nx = 1\n```\n",  # unknown-formula
+    "```python run\nprint(1)\n",  # unclosed-fence
+])
+def test_a_block_that_cannot_run_because_of_a_lint_error_is_annotated_once(tmp_path, monkeypatch, capsys, note):
+    root = make_vault(tmp_path / "vault", {"n.md": note})
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["check", "--format", "github", str(root)]) == 1
+    found = [m.groups() for m in map(ANNOTATION.match, capsys.readouterr().out.splitlines()) if m]
+    assert [(level, file, line) for level, file, line, *_ in found] == [("error", "vault/n.md", "1")], found

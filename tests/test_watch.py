@@ -151,3 +151,77 @@ def test_format_json_prints_one_report_per_run_on_stdout(tmp_path):
             (os.path.relpath(root / "second.md"), [("two", "failed", "ZeroDivisionError: division by zero")])]
     finally:
         os.killpg(process.process.pid, signal.SIGKILL)
+
+
+def _watch_started(root: Path) -> WatchProcess:
+    process = WatchProcess(root)
+    process.wait_for(lambda: any(line.startswith("watching") for line in process.lines))
+    return process
+
+
+def test_editing_a_snippet_reruns_the_notes_that_import_it(tmp_path):
+    root = make_vault(tmp_path / "vault", {
+        "snippets/util.py": "def f():\n    return 1\n",
+        "notes/a.md": "```python run\nfrom util import f\nprint(f())\n```\n",
+    })
+    process = _watch_started(root)
+    try:
+        note = root / "notes" / "a.md"
+        assert "> 1\n" in note.read_text()
+        (root / "snippets" / "util.py").write_text("def f():\n    return 2\n")
+        process.wait_for(lambda: "> 2\n" in note.read_text(), timeout=20)
+    finally:
+        os.killpg(process.process.pid, signal.SIGKILL)
+
+
+def test_editing_a_module_next_to_a_note_reruns_the_note_that_imports_it(tmp_path):
+    root = make_vault(tmp_path / "vault", {
+        "notes/helper.py": "def g():\n    return 10\n",
+        "notes/b.md": "```python run\nfrom helper import g\nprint(g())\n```\n",
+    })
+    process = _watch_started(root)
+    try:
+        note = root / "notes" / "b.md"
+        assert "> 10\n" in note.read_text()
+        (root / "notes" / "helper.py").write_text("def g():\n    return 20\n")
+        process.wait_for(lambda: "> 20\n" in note.read_text(), timeout=20)
+    finally:
+        os.killpg(process.process.pid, signal.SIGKILL)
+
+
+def test_editing_a_session_note_reruns_the_later_notes_of_the_session(tmp_path):
+    root = make_vault(tmp_path / "vault", {
+        "01 a.md": "```python run session=s\nshared = 41\n```\n",
+        "02 b.md": "```python run session=s\nprint(shared + 1)\n```\n",
+    })
+    process = _watch_started(root)
+    try:
+        later = root / "02 b.md"
+        assert "> 42\n" in later.read_text()
+        first = root / "01 a.md"
+        first.write_text(first.read_text().replace("shared = 41", "shared = 99"))
+        process.wait_for(lambda: "> 100\n" in later.read_text(), timeout=20)
+    finally:
+        os.killpg(process.process.pid, signal.SIGKILL)
+
+
+def test_a_save_during_a_run_is_run_too(watcher):
+    root, process = watcher
+    note = root / "n.md"
+    note.write_text("```python run\nimport time; time.sleep(3)\n```\n\n```python run\nprint('v1')\n```\n")
+    process.wait_for(lambda: process.descendants())  # the run has started
+    time.sleep(1.0)
+    note.write_text(note.read_text().replace("'v1'", "'v2'"))  # saved while the sleep block runs
+    process.wait_for(lambda: "> v2\n" in note.read_text(), timeout=20)
+
+
+def test_a_settings_file_saved_half_typed_is_reported_and_watching_goes_on(watcher):
+    root, process = watcher
+    (root / "notevault.yaml").write_text("timeout: [\n")
+    process.wait_for(lambda: any(line.endswith("notevault.yaml:2: not valid YAML: while parsing a flow node, expected "
+                                               "the node content, but found '<stream end>'") for line in process.lines))
+    (root / "notevault.yaml").write_text("timeout: 5\n")
+    note = root / "later" / "new.md"
+    note.parent.mkdir()
+    note.write_text("```python run\nprint('after the fix')\n```\n")
+    process.wait_for(lambda: "> after the fix" in note.read_text())
