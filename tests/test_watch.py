@@ -153,54 +153,25 @@ def test_format_json_prints_one_report_per_run_on_stdout(tmp_path):
         os.killpg(process.process.pid, signal.SIGKILL)
 
 
-def _watch_started(root: Path) -> WatchProcess:
+@pytest.mark.parametrize(("files", "edited", "old", "new", "note", "before", "after"), [
+    ({"snippets/util.py": "def f():\n    return 1\n",
+      "notes/a.md": "```python run\nfrom util import f\nprint(f())\n```\n"},
+     "snippets/util.py", "return 1", "return 2", "notes/a.md", "> 1\n", "> 2\n"),
+    ({"notes/helper.py": "def g():\n    return 10\n",
+      "notes/b.md": "```python run\nfrom helper import g\nprint(g())\n```\n"},
+     "notes/helper.py", "return 10", "return 20", "notes/b.md", "> 10\n", "> 20\n"),
+    ({"01 a.md": "```python run session=s\nshared = 41\n```\n",
+      "02 b.md": "```python run session=s\nprint(shared + 1)\n```\n"},
+     "01 a.md", "shared = 41", "shared = 99", "02 b.md", "> 42\n", "> 100\n"),
+], ids=["snippet", "module-next-to-the-note", "earlier-note-of-the-session"])
+def test_saving_a_file_a_note_rests_on_reruns_the_note(tmp_path, files, edited, old, new, note, before, after):
+    root = make_vault(tmp_path / "vault", files)
     process = WatchProcess(root)
-    process.wait_for(lambda: any(line.startswith("watching") for line in process.lines))
-    return process
-
-
-def test_editing_a_snippet_reruns_the_notes_that_import_it(tmp_path):
-    root = make_vault(tmp_path / "vault", {
-        "snippets/util.py": "def f():\n    return 1\n",
-        "notes/a.md": "```python run\nfrom util import f\nprint(f())\n```\n",
-    })
-    process = _watch_started(root)
     try:
-        note = root / "notes" / "a.md"
-        assert "> 1\n" in note.read_text()
-        (root / "snippets" / "util.py").write_text("def f():\n    return 2\n")
-        process.wait_for(lambda: "> 2\n" in note.read_text(), timeout=20)
-    finally:
-        os.killpg(process.process.pid, signal.SIGKILL)
-
-
-def test_editing_a_module_next_to_a_note_reruns_the_note_that_imports_it(tmp_path):
-    root = make_vault(tmp_path / "vault", {
-        "notes/helper.py": "def g():\n    return 10\n",
-        "notes/b.md": "```python run\nfrom helper import g\nprint(g())\n```\n",
-    })
-    process = _watch_started(root)
-    try:
-        note = root / "notes" / "b.md"
-        assert "> 10\n" in note.read_text()
-        (root / "notes" / "helper.py").write_text("def g():\n    return 20\n")
-        process.wait_for(lambda: "> 20\n" in note.read_text(), timeout=20)
-    finally:
-        os.killpg(process.process.pid, signal.SIGKILL)
-
-
-def test_editing_a_session_note_reruns_the_later_notes_of_the_session(tmp_path):
-    root = make_vault(tmp_path / "vault", {
-        "01 a.md": "```python run session=s\nshared = 41\n```\n",
-        "02 b.md": "```python run session=s\nprint(shared + 1)\n```\n",
-    })
-    process = _watch_started(root)
-    try:
-        later = root / "02 b.md"
-        assert "> 42\n" in later.read_text()
-        first = root / "01 a.md"
-        first.write_text(first.read_text().replace("shared = 41", "shared = 99"))
-        process.wait_for(lambda: "> 100\n" in later.read_text(), timeout=20)
+        process.wait_for(lambda: any(line.startswith("watching") for line in process.lines))
+        assert before in (root / note).read_text()
+        (root / edited).write_text((root / edited).read_text().replace(old, new))
+        process.wait_for(lambda: after in (root / note).read_text(), timeout=20)
     finally:
         os.killpg(process.process.pid, signal.SIGKILL)
 
