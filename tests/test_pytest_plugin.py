@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import conftest
 import torch  # here, not in a test: pytester removes modules a test imported, and torch cannot be imported twice
 from conftest import REPO
 
@@ -35,16 +36,7 @@ print(1)
 
 
 def make_vault(pytester, files: dict[str, str | bytes]):
-    vault = pytester.mkdir("vault")
-    (vault / ".obsidian").mkdir()
-    for name, content in files.items():
-        path = vault / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-    return vault
+    return conftest.make_vault(pytester.mkdir("vault"), files)
 
 
 def test_blocks_are_test_items(pytester):
