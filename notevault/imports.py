@@ -117,7 +117,9 @@ class VaultModules:
             return [(name, path) for path in module_paths(name, folder)]
         package = name[:-2]
         prefix = posixpath.join(folder, *package.split(".")) + "/"
-        places = []
+        init = self.file(prefix + "__init__.py")
+        places = [(f"{package}.{item}", path) for item in _all_names(init[1] if init else "")
+                  for path in module_paths(item, prefix.rstrip("/"))]  # named there, maybe not written yet
         for path in self.listing(prefix):
             inner = path[len(prefix):]
             if inner.endswith(".py") and "/" not in inner:
@@ -125,6 +127,20 @@ class VaultModules:
             elif inner.count("/") == 1 and inner.endswith("/__init__.py"):
                 places.append((f"{package}.{inner.split('/')[0]}", path))
         return places
+
+
+def _all_names(source: str) -> list[str]:
+    """The names a package's ``__all__`` lists, where it is a literal list or tuple of strings."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets) \
+                and isinstance(node.value, (ast.List, ast.Tuple)):
+            names += [e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return names
 
 
 def _decoded(data: bytes) -> str:

@@ -295,3 +295,19 @@ def test_answers_given_by_other_code_are_not_trusted(vault):
         os.utime(module, ns=(saved.st_atime_ns, saved.st_mtime_ns))
         options.code_version.cache_clear()
     assert run(vault)[0] == []  # the first code's answers are still there, and hold for it
+
+
+def test_a_new_submodule_that_a_star_import_now_loads_brings_the_note_back(tmp_path):
+    """``from pkg import *`` with __all__ naming a submodule not written yet fails; writing it must bring the note
+    back, though the answer was given when the file did not exist."""
+    root = make_vault(tmp_path, {
+        "snippets/pkg/__init__.py": '__all__ = ["a", "b"]\n',
+        "snippets/pkg/a.py": "X = 1\n",
+        "n.md": fence("from pkg import *\nprint(a.X, b.Y)"),
+    })
+    run(root)
+    age(root)
+    (root / "snippets" / "pkg" / "b.py").write_text("Y = 2\n")
+    planned, report = run(root)
+    assert planned == ["n.md"]
+    assert not report.failed()
