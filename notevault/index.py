@@ -34,9 +34,14 @@ def file_state(path: Path) -> str | None:
     """What a file a verdict depends on is now: "size time hash", or None when it is absent."""
     try:
         info = os.stat(path)
-        return f"{info.st_size} {info.st_mtime_ns} {hashlib.sha256(path.read_bytes()).hexdigest()[:32]}"
+        return state_of(info, path.read_bytes())
     except OSError:
         return None
+
+
+def state_of(info: os.stat_result, data: bytes) -> str:
+    """A file's state from its stat (taken before reading: a write after it changes the time) and its bytes."""
+    return f"{info.st_size} {info.st_mtime_ns} {hashlib.sha256(data).hexdigest()[:32]}"
 
 
 def _same_file(path: Path, recorded: str | None) -> bool:

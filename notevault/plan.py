@@ -17,6 +17,7 @@ bottom within a note. Running part of a session replays the blocks before it, so
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from collections import defaultdict
@@ -31,7 +32,7 @@ from .config import NoteSettings, note_settings
 from .errors import NoteError
 from .findings import Finding
 from .imports import VaultModules
-from .index import Dependencies, file_state
+from .index import Dependencies, file_state, state_of
 from .jobs import Job, Task
 from .lint import block_findings
 from .note import Block, Note, ResultCallout, read_note
@@ -113,6 +114,7 @@ class Planner:
         self.eager = eager  # called once when a note is read whose blocks will likely need running
         self.cache = Cache(vault.root)
         self.modules = VaultModules(self._module_bytes, self._files_below)
+        self.module_states: dict[str, str | None] = {}  # vault path -> file state when read for hashing
 
     # Which notes ----------------------------------------------------------------------------------------
 
@@ -187,12 +189,18 @@ class Planner:
     # Hashes and tasks -----------------------------------------------------------------------------------
 
     def _module_bytes(self, path: str) -> bytes | None:
+        """A module file as the run will use it; its state is noted now, so the index records the bytes that
+        were hashed, not what is there when the note is written (a save meanwhile must bring it back)."""
+        self.module_states[path] = None
         if not self.vault.has_file(path):
             return None
         try:
-            return (self.vault.root / path).read_bytes()
+            info = os.stat(self.vault.root / path)
+            data = (self.vault.root / path).read_bytes()
         except OSError:
             return None
+        self.module_states[path] = state_of(info, data)
+        return data
 
     def _files_below(self, prefix: str) -> list[str]:
         return [path for path in self.vault.files if path.startswith(prefix)]
@@ -203,7 +211,7 @@ class Planner:
         depends = Dependencies()
         note = plan.note
         for path in sorted({path for planned in plan.blocks for path in planned.imports}):
-            depends.files[path] = file_state(self.vault.root / path)
+            depends.files[path] = self.module_states.get(path)
         folder = figures.attachment_dir(self.vault, plan.rel)
         for name in figure_names:
             depends.files[(folder / name).relative_to(self.vault.real_root).as_posix()] = file_state(folder / name)
@@ -378,7 +386,7 @@ def jobs_of(plans: list[NotePlan], vault: Vault, threads: int) -> list[tuple[Job
             continue
         chain = members[: needed[-1] + 1]
         tasks = tuple(p.task if i in needed else replace(p.task, replay=True) for i, p in enumerate(chain))
-        folders = list(dict.fromkeys(str(p.note.path.parent) for p in chain))
+        folders = list(dict.fromkeys(str(p.note.path.parent) for p in members))  # as _import_folders has them
         name = session[1] if session[0] == "session" else f"{chain[0].note.display}:{chain[0].block.span.line}"
         job = Job(name=name, tasks=tasks, import_paths=(str(vault.root / SNIPPETS), *folders),
                   threads=threads, memory_limit_mb=vault.config.memory_limit_mb)

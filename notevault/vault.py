@@ -247,7 +247,7 @@ class Vault:
         for path in paths:
             if not os.path.lexists(path):
                 raise UsageError(f"no such file or folder: {path}")
-            given = Path(os.path.abspath(path))
+            given = self._as_walked(Path(os.path.abspath(path)))
             if not given.is_relative_to(self.root):
                 raise UsageError(f"{path} is not inside the vault at {display_path(self.root)}")
             rels = [given.relative_to(self.root).as_posix()] if not given.is_dir() else [
@@ -263,6 +263,16 @@ class Vault:
                 elif self._file_set.get(rel.casefold()) == rel or note.is_file():
                     found[rel] = note
         return Selection([found[rel] for rel in sorted(found)], outside)
+
+    def _as_walked(self, given: Path) -> Path:
+        """A path reached through a link to a folder of the vault, named as the vault's walk names it (links to
+        folders are not followed), so a note has one path, and so one identity and one run hash."""
+        folder = given if given.is_dir() else given.parent
+        real = Path(os.path.realpath(folder))
+        if real == folder or not real.is_relative_to(self.real_root):
+            return given  # no link on the way (the common case), or a link out of the vault: notes() reports it
+        walked = self.root / real.relative_to(self.real_root)
+        return walked if given.is_dir() else walked / given.name
 
     def templates(self) -> list[Path]:
         folder = self.settings.templates_folder

@@ -154,6 +154,7 @@ class Watcher:
         observer.start()
         self._say(f"watching {display_path(self.path)} (Ctrl-C to stop)")
         try:
+            self.run()  # bring everything up to date first, watching already: a save meanwhile is seen
             while not self._stop.is_set():
                 changed, deleted = self.events.settled(self.debounce)
                 for path in deleted:
@@ -172,7 +173,6 @@ def watch(vault: Vault, path: Path, options: RunOptions, *, debounce: float = 0.
     """``notevault watch``: run what changed on every save until Ctrl-C (or SIGTERM)."""
     watcher = Watcher(vault, path, options, debounce=debounce, fmt=fmt)
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
-    watcher.run()  # bring everything up to date first
     try:
         watcher.loop()
     except KeyboardInterrupt:

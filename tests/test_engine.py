@@ -267,3 +267,34 @@ def test_a_changed_memory_limit_runs_the_block_again(tmp_path):
     (root / "notevault.yaml").write_text("memory_limit_mb: 8192\n")  # the default: the first result holds again
     back, _ = run(root, RunOptions())
     assert (back["n.md", "L1"].status, back["n.md", "L1"].cached) == ("passed", True)
+
+
+def test_a_note_run_through_a_symlinked_folder_is_current_for_the_vault(tmp_path):
+    # real/n.md reached as linkdir/n.md (linkdir -> real, inside the vault): the run hashes the note under
+    # "linkdir/n.md", so the result it writes is stale to `check --frozen` of the vault (and `run` of the vault
+    # writes it again): the same stored result is judged current or stale depending on the path named.
+    root = make_vault(tmp_path, {"real/n.md": fence("print(1)")})
+    (root / "linkdir").symlink_to("real")
+    note = root / "linkdir" / "n.md"
+    execute(Vault.discover(note), [note], RunOptions())
+    assert "> 1" in (root / "real" / "n.md").read_text()
+    frozen = execute(Vault(root), [root], RunOptions(write=False, frozen=True))
+    assert [b.status for n in frozen.notes for b in n.blocks] == ["passed"]
+
+
+def test_a_session_note_run_alone_imports_from_the_folders_its_result_is_hashed_with(tmp_path):
+    # Session s spans A/s1.md, B/s2.md, C/s3.md; s2 imports helper, which is next to s3 (C/helper.py). The run
+    # hash of s2's block covers C/helper.py (C is a folder of the session), but `run B/s2.md` replays only the
+    # earlier notes, so its worker lacks C/ on sys.path: ModuleNotFoundError is written, and `run` and
+    # `check --frozen` of the vault take that failure as current while `check` of the vault passes.
+    root = make_vault(tmp_path, {
+        "C/helper.py": "V = 7\n",
+        "A/s1.md": fence("x = 1", "python run session=s"),
+        "B/s2.md": fence("import helper\nprint(helper.V)", "python run session=s"),
+        "C/s3.md": fence("print(x)", "python run session=s"),
+    })
+    execute(Vault(root), [root / "B" / "s2.md"], RunOptions())
+    checked, _ = run(root)  # check: every block fresh
+    assert checked["s2.md", "L1"].status == "passed"
+    ran, _ = run(root, RunOptions())
+    assert ran["s2.md", "L1"].status == "passed"

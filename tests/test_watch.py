@@ -168,8 +168,7 @@ def test_saving_a_file_a_note_rests_on_reruns_the_note(tmp_path, files, edited, 
     root = make_vault(tmp_path / "vault", files)
     process = WatchProcess(root)
     try:
-        process.wait_for(lambda: any(line.startswith("watching") for line in process.lines))
-        assert before in (root / note).read_text()
+        process.wait_for(lambda: before in (root / note).read_text())  # brought up to date first
         (root / edited).write_text((root / edited).read_text().replace(old, new))
         process.wait_for(lambda: after in (root / note).read_text(), timeout=20)
     finally:
@@ -196,3 +195,23 @@ def test_a_settings_file_saved_half_typed_is_reported_and_watching_goes_on(watch
     note.parent.mkdir()
     note.write_text("```python run\nprint('after the fix')\n```\n")
     process.wait_for(lambda: "> after the fix" in note.read_text())
+
+
+def test_a_module_saved_while_the_note_that_imports_it_runs_is_run_again(tmp_path):
+    # The block has imported util (V = 1) when the user saves util.py (V = 2); the run writes "> 1". The save's
+    # event brings a second run, but the index recorded util.py as it was when the note finished (already V = 2),
+    # not as the run used it, so the note is answered as current and keeps "> 1"; `check` prints 2.
+    marker = tmp_path / "imported"
+    root = make_vault(tmp_path / "vault", {
+        "snippets/util.py": "V = 1\n",
+        "a.md": f"```python run\nimport time, util\nprint(util.V)\nopen({str(marker)!r}, 'w').close()\n"
+                "time.sleep(3)\n```\n",
+    })
+    process = WatchProcess(root)
+    try:
+        process.wait_for(marker.exists)
+        (root / "snippets" / "util.py").write_text("V = 2\n")  # saved while a.md's block sleeps
+        process.wait_for(lambda: "> 1\n" in (root / "a.md").read_text())
+        process.wait_for(lambda: "> 2\n" in (root / "a.md").read_text(), timeout=20)
+    finally:
+        os.killpg(process.process.pid, signal.SIGKILL)
