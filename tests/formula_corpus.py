@@ -1388,7 +1388,7 @@ def _():
       r"\frac{\partial \ell}{\partial \beta} = \sum_{i=1}^m \frac{\partial \ell}{\partial y^{(i)}} "
       r"\cdot \hat{x}^{(i)}"))
 def _():
-    return _batch_norm_graph()
+    return batch_norm_graph()
 
 
 @case("derivatives",
@@ -1406,10 +1406,10 @@ def _():
       r"y^{(j)}} - \hat{x}^{(i)} \cdot "
       r"\sum_{j=1}^m \frac{\partial \ell}{\partial y^{(j)}} \right]")
 def _():
-    return _batch_norm_graph()
+    return batch_norm_graph()
 
 
-def _batch_norm_graph():
+def batch_norm_graph():
     m, d, eps = 8, 3, 1e-5
     x = g(m, d).requires_grad_()
     gamma, beta = (torch.rand(d, dtype=D) + 0.5).requires_grad_(), g(d).requires_grad_()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from formula_corpus import batch_norm_graph
 
 D = torch.float64
 
@@ -58,14 +59,8 @@ def _adam_step(lr=0.1, eps=1e-8):
 
 
 def _batch_norm():
-    m, d, eps = 8, 3, 1e-5
-    x = g(m, d).requires_grad_()
-    gamma, beta = (torch.rand(d, dtype=D) + 0.5).requires_grad_(), g(d).requires_grad_()
-    y = F.batch_norm(x, None, None, weight=gamma, bias=beta, training=True, eps=eps)
-    ell = (y * g(m, d)).sum()
-    var = x.var(0, unbiased=False).detach()
-    return dict(ell=ell, x=x, y=y, gamma=gamma, beta=beta, m=m, mu_B=x.detach().mean(0), sigma_B=var.sqrt(),
-                varepsilon=eps, x_hat=(x.detach() - x.detach().mean(0)) / (var + eps).sqrt())
+    graph = batch_norm_graph()
+    return {**graph, "mu_B": graph["x"].detach().mean(0)}
 
 
 @seed("000", 20, 0)
