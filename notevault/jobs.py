@@ -23,6 +23,7 @@ from .results import STATUSES, BlockResult
 FRAME_HEADER = struct.Struct("!i")  # multiprocessing.connection's framing, so the CLI reads with recv_bytes
 MAX_MESSAGE_BYTES = 64 << 20
 OUTPUT_CUT = "\n… output cut: {size:,} bytes in all\n"  # the worker's last line when a block printed too much
+OUTPUT_CUT_LINE = re.compile(r"\n… output cut: [0-9,]+ bytes in all$")  # that line, found again by the writer
 PLACE = "\ue000"
 PLACEHOLDER = re.compile(PLACE + r"(?P<task>\d+)" + PLACE + r"""(?:(?P<sep>", line |, line |:)(?P<line>\d+))?""")
 

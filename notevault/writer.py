@@ -20,7 +20,7 @@ from . import callout, figures
 from .callout import Layout
 from .errors import NoteError
 from .files import Changed, Source, writable, write_atomic
-from .jobs import locate
+from .jobs import OUTPUT_CUT_LINE, locate
 from .note import BOM, LINE_BREAK, Block, Note, ResultCallout, decode, parse_note
 from .results import BlockResult
 from .vault import Vault, display_path
@@ -28,7 +28,6 @@ from .vault import Vault, display_path
 # ANSI escape sequences (colours, cursor moves, window titles): a note shows text, not a terminal.
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 MAX_SECTION_CHARS = 20_000
-WORKER_CUT = re.compile(r"\n… output cut: [0-9,]+ bytes in all$")  # the last line of jobs.OUTPUT_CUT
 ATTEMPTS = 3
 
 
@@ -92,7 +91,7 @@ def _visible(char: str) -> str:
 def _cut(text: str, max_lines: int) -> str:
     text = text.rstrip("\n")
     if len(text) > MAX_SECTION_CHARS:
-        cut_by_worker = WORKER_CUT.search(text)  # kept: it says how much the block printed in all
+        cut_by_worker = OUTPUT_CUT_LINE.search(text)  # kept: it says how much the block printed in all
         kept = text[:cut_by_worker.start()] if cut_by_worker else text
         text = kept[:MAX_SECTION_CHARS] + f"\n… {len(kept) - MAX_SECTION_CHARS:,} more characters"
         text += cut_by_worker.group() if cut_by_worker else ""
