@@ -129,12 +129,12 @@ class Watcher:
     def run(self) -> None:
         """A ``run`` of the watched path as the vault is now (its files, settings and notes read afresh)."""
         started = time.perf_counter()
+        if not os.path.lexists(self.path):
+            return  # the watched note is deleted: nothing to run until it is back
         try:
-            vault = Vault(self.vault.root, git=self.vault.git) if os.path.lexists(self.path) else None
+            vault = Vault(self.vault.root, git=self.vault.git)
         except NotevaultError as exc:  # e.g. notevault.yaml saved half-typed: say so, run again once it is fixed
             self._say(f"{time.strftime('%H:%M:%S')} {exc}")
-            return
-        if vault is None:
             return
         reports: list[NoteReport] = []
         execute(vault, [self.path], self.options, on_note=reports.append)
