@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -91,15 +92,23 @@ OPTIONS = {
 }
 
 
+def _misspelt_kind(word: str) -> str | None:
+    """``Run``, ``runn``, ``chek``: meant as a tag, so an error rather than a block silently never run."""
+    close = difflib.get_close_matches(word.lower(), KINDS, n=1, cutoff=0.75) if word.isalpha() else []
+    return close[0] if close else None
+
+
 def parse_info(info: str) -> tuple[str, Tag | None]:
     """Return the fence's language word and its Tag (``None`` when the fence is not tagged for notevault)."""
     words = info.split(None, 2)
     language = words[0] if words else ""
-    if language.lower() not in PYTHON_WORDS or len(words) < 2 or words[1] not in KINDS:
+    if language.lower() not in PYTHON_WORDS or len(words) < 2:
         return language, None
-    kind = words[1]
+    kind = words[1] if words[1] in KINDS else _misspelt_kind(words[1])
+    if kind is None:
+        return language, None
     values: dict[str, object] = {"kind": kind}
-    errors: list[str] = []
+    errors: list[str] = [] if kind == words[1] else [f"'{words[1]}' is not a tag: write '{kind}'"]
     try:
         options = shlex.split(words[2]) if len(words) > 2 else []
     except ValueError as exc:

@@ -48,3 +48,13 @@ def test_sessions_named_reads_a_tag_as_the_parser_does():
             b"```python session=not-tagged\n```python run session=bad!\n```text run session=d\n")
     assert sessions_named(text) == {"a", "b", "c"}
     assert sessions_named(b"# no fences, session=x in prose\n") == set()
+
+
+def test_a_misspelt_tag_is_an_error_not_a_block_silently_never_run():
+    for info, kind in (("python Run", "run"), ("python runn id=a", "run"), ("py chek", "check"),
+                       ("python CHECK formula=f", "check")):
+        _, tag = parse_info(info)
+        word = info.split()[1]
+        assert (tag.kind, tag.errors) == (kind, (f"'{word}' is not a tag: write '{kind}'",)), info
+    for info in ("python example", "python ran", "python test", "python cheque"):
+        assert parse_info(info) == ("python", None), info  # other words after python stay plain code
