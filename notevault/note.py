@@ -31,6 +31,7 @@ BOM = "\ufeff"
 LINE_BREAK = re.compile(r"\r\n?|\n")
 OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # where splitlines() disagrees
 LIST_MARKER = re.compile(r"[-*+]|\d{1,9}[.)]")
+BLOCK_ID_LINE = re.compile(r"^\^[A-Za-z0-9-]+[ \t]*$")
 # A figure embed notevault writes on a line of its own: ![[name.png]] or ![](path/name.png).
 FIGURE_EMBED = re.compile(r"^!\[\[(?P<name>[^\]|]+\.png)\]\]$|^!\[\]\((?P<path>[^)\s]+\.png)\)$")
 
@@ -110,6 +111,13 @@ class Block:
     fence: Fence
     id: str  # tag's id=, else L<line> counted without notevault's result callouts
     result: ResultCallout | None
+    below: int | None = None  # where its result goes when it has none (0-based): after a ``^id`` line under it
+
+    @property
+    def insert_at(self) -> int:
+        """The line a new result callout is inserted at: right below the fence, or below the Obsidian block id
+        (``^code1``) written under it, which must stay attached to the block it names."""
+        return self.below if self.below is not None else self.fence.span.end
 
     @property
     def tag(self) -> Tag:
@@ -297,6 +305,7 @@ class _NoteBuilder:
         self._link_cursor: dict[tuple[int, str], int] = {}
         self.results: dict[int, ResultCallout] = {}  # by index of its blockquote_open token
         self.attached: dict[int, int] = {}  # index of a tagged fence in self.fences -> its result's token index
+        self.anchored: dict[int, int] = {}  # index of a tagged fence -> end line of the ^id line right below it
 
     def build(self, bom: bool) -> Note:
         tokens = markdown(self.light).parse(self.text)
@@ -352,7 +361,8 @@ class _NoteBuilder:
                 ours_above += regions[next_region].span.end - regions[next_region].span.start
                 next_region += 1
             result = self.results.get(self.attached[n]) if n in self.attached else None
-            blocks.append(Block(fence, fence.tag.id or f"L{fence.span.line - ours_above}", result))
+            blocks.append(Block(fence, fence.tag.id or f"L{fence.span.line - ours_above}", result,
+                                self.anchored.get(n)))
         return tuple(blocks)
 
     def _problem(self, rule: str, line: int, message: str, col: int = 1) -> None:
@@ -426,12 +436,16 @@ class _NoteBuilder:
         Noted here, kept in ``_blocks`` if the blockquote turns out to be a result callout (read later).
         """
         fence_token = tokens[i]
-        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        after, j = fence_token.map[1], i + 1
+        if _is_block_id(tokens, j, after):  # ```…``` then ^code1: the result goes below the id
+            after, j = tokens[j].map[1], j + 3
+            self.anchored[len(self.fences) - 1] = after
+        following = tokens[j] if j < len(tokens) else None
         if following is None or following.type != "blockquote_open" or following.level != fence_token.level:
             return
-        gap = range(fence_token.map[1], following.map[0])
+        gap = range(after, following.map[0])
         if all(not self._bare(n).strip(" \t>") for n in gap):
-            self.attached[len(self.fences) - 1] = i + 1
+            self.attached[len(self.fences) - 1] = j
 
     def _fence(self, token: Token) -> None:
         start, end = token.map
@@ -553,6 +567,12 @@ class _NoteBuilder:
                     break
             headings.append(Heading(level, title, Span(start, end)))
         return tuple(headings)
+
+
+def _is_block_id(tokens: list[Token], i: int, line: int) -> bool:
+    """Is token ``i`` a paragraph of one line, ``line``, holding only an Obsidian block id (``^code1``)?"""
+    return (i + 1 < len(tokens) and tokens[i].type == "paragraph_open" and tokens[i].map == [line, line + 1]
+            and BLOCK_ID_LINE.match(tokens[i + 1].content) is not None)
 
 
 def _figures(lines: tuple[str, ...]) -> tuple[str, ...]:

@@ -147,7 +147,7 @@ def splice(note: Note, placements: dict[int, Placement], layout: Layout, *,
     for number, block in enumerate(note.blocks):
         if number in placements and block.closed:
             region = block.result.span if block.result else None
-            edits.append((region.start, region.end, number) if region else (block.span.end, block.span.end, number))
+            edits.append((region.start, region.end, number) if region else (block.insert_at, block.insert_at, number))
     edits += [(r.span.start, r.span.end, None) for r in remove]
     edits.sort()
     spliced = Spliced("")

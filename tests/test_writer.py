@@ -570,3 +570,15 @@ def test_two_notes_of_one_name_and_a_duplicated_plot_never_share_a_figure(tmp_pa
     names = re.findall(r"!\[\[(.+?)\]\]", one.read_text())
     assert len(names) == len(set(names)) == 2 and all((root / n).exists() for n in names)
     assert [f.rule for f in Linter(Vault(root)).lint(one)] == ["duplicate-id"]  # both embeds resolve
+
+
+def test_a_block_id_under_the_fence_stays_attached_to_its_block():
+    """Obsidian's ``^code1`` under a code block names that block: the result goes below it, not between."""
+    text = "See [[#^code1]].\n\n```python run\nprint(1)\n```\n^code1\n\nprose\n"
+    note = parse_note(text)
+    written = splice(note, placed(note, {0: result("L3")}), LAYOUT).text
+    lines = written.split("\n")
+    assert lines[4:7] == ["```", "^code1", lines[6]] and lines[6].startswith("> [!success] L3")
+    again = parse_note(written)
+    assert again.blocks[0].result is not None and again.orphans == ()
+    assert remove_results(again).text == text
