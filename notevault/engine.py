@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from . import figures
 from .callout import Layout
 from .index import Index
-from .options import RunOptions, code_version, cuda_present, sha
+from .options import RunOptions, cuda_present, sha
 from .results import BlockResult, NoteReport, Report, note_answer, report_from_answer
 from .vault import Vault
 
@@ -63,7 +63,7 @@ def _question(vault: Vault, options: RunOptions) -> str | None:
     """
     if options.force or not (options.write or options.frozen):
         return None
-    shaping = [code_version(), vault.settings_digest, options.device or "", str(options.timeout or ""),
+    shaping = [vault.settings_digest, options.device or "", str(options.timeout or ""),
                str(cuda_present()), vault.files_digest if vault.git else ""]  # --git: as a clone would have it
     return ("frozen:" if options.frozen else "run:") + sha(*shaping)[:16]
 

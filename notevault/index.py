@@ -1,14 +1,16 @@
 """What notevault last verified, per note, so that a note whose inputs are unchanged is not read again.
 
-``.notevault/index.json`` keeps, per note: the size and modification time it was read at, its content hash and
-the named sessions that content takes part in; and per question asked of it (``run``, ``check --frozen``, with
-the settings that shape the answer) the answer and what the answer rested on when it was given: snippet and
-figure files, the notes its formulas come from, and the notes of its sessions. A note is answered from the
-index only if all of that still holds, checked with a ``stat`` per file like a build tool. A note modified
-within two seconds of the index's save is hashed again (its timestamp cannot tell two edits apart).
+``.notevault/index-{run,frozen,lint}.json`` (one per kind of question) keeps, per note: the size and modification
+time it was read at, its content hash and the named sessions that content takes part in; and per question asked of
+it (``run``, ``check --frozen``, with the settings that shape the answer) the answer and what the answer rested on
+when it was given: the vault modules its blocks import (and the places they could appear), figure files, the notes
+its formulas come from and how the vault resolved them, and the notes of its sessions. A note is answered from the
+index only if all of that still holds, checked with a ``stat`` per file like a build tool. A note modified within
+two seconds of the index's save is hashed again (its timestamp cannot tell two edits apart).
 
 It is a cache: a missing, corrupt or foreign index costs time, never correctness, and it is replaced
-atomically, so a crash leaves the old or the new one.
+atomically, so a crash leaves the old or the new one. An index written by other notevault code (another version,
+or an edited checkout) is foreign: its answers were worked out by that code.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from .cache import make_cache_folder
 from .files import Source, write_atomic
+from .options import code_version
 from .tags import sessions_named
 
 INDEX_FOLDER = Path(".notevault")
@@ -110,7 +113,8 @@ class Index:
              links_hold: Callable[[list[list], str], bool] | None = None) -> Index:
         try:
             data = json.loads((root / INDEX_FOLDER / f"index-{kind}.json").read_bytes())
-            if data.get("format") != FORMAT or not isinstance(data.get("notes"), dict):
+            if data.get("format") != FORMAT or data.get("code") != code_version() or not isinstance(
+                    data.get("notes"), dict):  # another notevault's answers: worked out by other code
                 return cls(root, kind, notes, links_hold=links_hold)
             entries = {rel: entry for rel, entry in data["notes"].items() if _well_formed(entry)}
             return cls(root, kind, notes, entries, int(data.get("saved_ns", 0)), links_hold=links_hold)
@@ -122,7 +126,7 @@ class Index:
         if not self.changed:
             return
         self.saved_ns = time.time_ns()
-        text = json.dumps({"format": FORMAT, "saved_ns": self.saved_ns, "notes": self.entries},
+        text = json.dumps({"format": FORMAT, "code": code_version(), "saved_ns": self.saved_ns, "notes": self.entries},
                           ensure_ascii=False, separators=(",", ":"))
         try:
             make_cache_folder(self.path.parent)

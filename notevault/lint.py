@@ -13,7 +13,6 @@ from .errors import NoteError
 from .findings import Finding
 from .index import Dependencies, Index
 from .note import Note
-from .options import code_version
 from .results import NoteReport, Report
 from .vault import Vault, display_path
 
@@ -149,7 +148,7 @@ class Linter:
         self.vault = vault
         self.index = index
         self._templates: list[Template] | None = None
-        self.question = "lint:" + _digest(code_version(), vault.settings_digest,
+        self.question = "lint:" + _digest(vault.settings_digest,
                                           *(_file_digest(path) for path in vault.templates()))
 
     def templates(self) -> list[Template]:
